@@ -1,0 +1,78 @@
+"""Crawl tasks (``builder.tasks.*``, routed to the ``crawl`` queue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pixcrawler.builder.fetch import download
+from pixcrawler.celery_core.app import get_celery_app
+from pixcrawler.celery_core.base import BaseTask, classify
+from pixcrawler.celery_core.config import get_settings
+from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
+from pixcrawler.celery_core.redact import strip_userinfo
+
+app = get_celery_app()
+
+MAX_URLS_PER_TASK = 1000
+
+
+def _urls(payload: Any) -> list[str]:
+    urls = [payload] if isinstance(payload, str) else payload
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise InvalidPayload(message="expected a URL string or a non-empty list of URL strings")
+    if len(urls) > MAX_URLS_PER_TASK:
+        raise InvalidPayload(message=f"at most {MAX_URLS_PER_TASK} URLs per task")
+    return urls
+
+
+def crawl_one(url: str) -> dict[str, Any]:
+    """Download one URL; the outcome says what happened, it never raises."""
+    settings = get_settings()
+    try:
+        result = download(url, settings.storage_dir, settings)
+    except Exception as exc:  # one URL's failure must not hide the others' outcomes
+        error = classify(exc)
+        return {
+            "url": strip_userinfo(url) if isinstance(url, str) else repr(url),
+            "status": "error",
+            "error": error.code,
+            "message": error.message,
+            "retryable": error.retryable,
+        }
+    return {
+        "url": result.url,
+        "status": "ok",
+        "path": str(result.stored.path),
+        "sha256": result.stored.sha256,
+        "bytes": result.stored.size,
+        "content_type": result.content_type,
+        "already_stored": result.stored.existed,
+    }
+
+
+@app.task(bind=True, base=BaseTask, name="builder.tasks.crawl_task")
+def crawl_task(self: BaseTask, urls: str | list[str]) -> dict[str, Any]:
+    """Download one URL or a list; per-URL outcomes in the result.
+
+    Transient failures retry the task (downloads are idempotent: files are named by
+    content). Once retries are spent, partial success is SUCCESS with the failed URLs in
+    ``outcomes``; no success at all is FAILURE.
+    """
+    outcomes = [crawl_one(url) for url in _urls(urls)]
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    if any(o["retryable"] for o in failed) and self.can_retry():
+        raise TransientError(
+            "transient", f"{len(failed)} of {len(outcomes)} URLs failed", {"outcomes": outcomes}
+        )
+    if len(failed) == len(outcomes):
+        if len(outcomes) == 1:
+            only = failed[0]
+            raise TaskError(only["error"], only["message"], {"outcomes": outcomes})
+        raise TaskError("crawl_failed", "no URL could be downloaded", {"outcomes": outcomes})
+    files = [o["path"] for o in outcomes if o["status"] == "ok"]
+    return {
+        "files": files,
+        "succeeded": len(files),
+        "failed": len(failed),
+        "outcomes": outcomes,
+    }

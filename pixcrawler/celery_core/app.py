@@ -1,0 +1,141 @@
+"""The one Celery app every PixCrawler process shares.
+
+``celery -A pixcrawler.celery_core.app worker -Q crawl`` finds ``app`` here. Settings are
+loaded when this module is imported, so a bad environment stops a worker before it
+consumes anything, with the message from :class:`SettingsError`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any, cast
+
+import redis
+from celery import Celery
+from kombu import Exchange, Queue
+
+from pixcrawler.celery_core.config import CelerySettings, get_settings
+from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES, queue_for_task
+
+TASK_MODULES = (
+    "pixcrawler.celery_core.tasks",
+    "pixcrawler.builder.tasks",
+    "pixcrawler.validator.tasks",
+)
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+    """Route by task name (the seed's contract) and stamp the queue's Redis priority.
+
+    An explicit ``priority=`` from the caller still wins: Celery merges route options
+    under the caller's own.
+    """
+    spec = queue_for_task(name)
+    return {"queue": spec.name, "routing_key": spec.name, "priority": spec.redis_priority}
+
+
+def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        # Must outlive the longest task and every countdown/ETA (checked in config).
+        "visibility_timeout": s.visibility_timeout,
+        # Poll queues in QUEUES order; BRPOP is bucket-major, so crawl comes first.
+        "queue_order_strategy": "priority",
+        "priority_steps": list(PRIORITY_STEPS),
+        # Without a socket timeout a publish can hang forever on a half-open link.
+        "socket_timeout": s.redis_socket_timeout,
+        "socket_connect_timeout": s.redis_connect_timeout,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+    }
+    if s.sentinel_master_name:
+        options["master_name"] = s.sentinel_master_name
+        if s.sentinel_password is not None:
+            options["sentinel_kwargs"] = {"password": s.sentinel_password.get_secret_value()}
+    return options
+
+
+def celery_config(s: CelerySettings) -> dict[str, Any]:
+    """Translate settings into Celery's configuration keys."""
+    transport = _redis_transport_options(s)
+    conf: dict[str, Any] = {
+        "broker_url": s.broker_url.get_secret_value(),
+        "result_backend": s.result_backend.get_secret_value(),
+        "broker_transport_options": transport,
+        "result_backend_transport_options": dict(transport),
+        "visibility_timeout": s.visibility_timeout,
+        "broker_connection_retry_on_startup": s.broker_connection_retry_on_startup,
+        "broker_connection_max_retries": s.broker_connection_max_retries,
+        "broker_channel_error_retry": True,
+        # Never pickle: anyone able to write to the broker would run code.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_queues": [
+            Queue(q.name, Exchange(q.name, type="direct"), routing_key=q.name) for q in QUEUES
+        ],
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_default_exchange": DEFAULT_QUEUE,
+        "task_default_routing_key": DEFAULT_QUEUE,
+        "task_routes": (route_task,),
+        "task_acks_late": s.task_acks_late,
+        "task_reject_on_worker_lost": s.task_reject_on_worker_lost,
+        "task_acks_on_failure_or_timeout": True,
+        "task_track_started": s.task_track_started,
+        "task_time_limit": s.task_time_limit,
+        "task_soft_time_limit": s.task_soft_time_limit,
+        "worker_concurrency": s.worker_concurrency,
+        "worker_prefetch_multiplier": s.worker_prefetch_multiplier,
+        "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": s.worker_max_memory_per_child,
+        # A redelivered acks_late task must not run twice after a broker reconnect.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_deduplicate_successful_tasks": s.task_acks_late,
+        "worker_send_task_events": s.enable_monitoring,
+        "task_send_sent_event": s.enable_monitoring,
+        "result_expires": timedelta(seconds=s.result_expires),
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        "timezone": s.timezone,
+        "enable_utc": True,
+        "beat_schedule": {
+            "cleanup-expired-results": {
+                "task": "celery_core.cleanup_expired_results",
+                "schedule": float(s.cleanup_interval),
+            },
+            "cleanup-storage": {
+                "task": "celery_core.cleanup_storage",
+                "schedule": float(s.cleanup_interval),
+            },
+        },
+        "include": list(TASK_MODULES),
+    }
+    if s.broker_scheme == "rediss":
+        conf["broker_use_ssl"] = s.ssl_options()
+    if s.backend_scheme == "rediss":
+        conf["redis_backend_use_ssl"] = s.ssl_options()
+    return conf
+
+
+def create_app(settings: CelerySettings | None = None) -> Celery:
+    """A new app; tests build their own, everything else uses :func:`get_celery_app`."""
+    settings = settings or get_settings()
+    celery_app = Celery("pixcrawler", set_as_current=True)
+    celery_app.config_from_object(celery_config(settings))
+    return celery_app
+
+
+def result_client(celery_app: Celery) -> redis.Redis:
+    """The redis-py client of the result backend (duplicate registry, result cleanup)."""
+    return cast("redis.Redis", celery_app.backend.client)  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=1)
+def get_celery_app() -> Celery:
+    """The shared app (the seed's API: ``from ...app import get_celery_app``)."""
+    return create_app()
+
+
+app = get_celery_app()

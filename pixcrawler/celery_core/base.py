@@ -1,0 +1,168 @@
+"""``BaseTask``: logging, the result envelope and the retry policy in one place.
+
+The original tasks combined ``autoretry_for`` with manual ``self.retry`` and so published
+two retry messages for one failure, retried bad arguments forever, and returned failures
+as SUCCESS. Here the only retry decision is :meth:`BaseTask._fail`: transient errors are
+retried once per failure with exponential backoff and jitter, everything else ends as
+FAILURE with a :class:`TaskError` that says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import redis.exceptions
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+
+from pixcrawler.celery_core.config import get_settings
+from pixcrawler.celery_core.errors import TaskError, TransientError
+
+ENVELOPE_SCHEMA = "pixcrawler.result/v1"
+
+#: Exceptions that mean "the world was briefly unavailable", not "the input is wrong".
+TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.timeout,
+    httpx.TransportError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+logger = logging.getLogger("pixcrawler.task")
+
+
+def envelope(task: Task[Any, Any], data: Any, duration: float) -> dict[str, Any]:
+    """The standard result every PixCrawler task returns."""
+    request = task.request
+    return {
+        "schema": ENVELOPE_SCHEMA,
+        "status": "success",
+        "task": task.name,
+        "task_id": request.id,
+        "queue": _queue_of(task),
+        "retries": request.retries or 0,
+        "duration_ms": round(duration * 1000, 3),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "data": data,
+    }
+
+
+def unwrap(value: Any) -> Any:
+    """Give a chained task the previous task's ``data``, not its envelope."""
+    if isinstance(value, dict) and value.get("schema") == ENVELOPE_SCHEMA and "data" in value:
+        return value["data"]
+    return value
+
+
+def backoff_delay(retries: int, base: float, maximum: float) -> float:
+    """Exponential backoff with "equal jitter": between half and all of base*2**n."""
+    ceiling = min(maximum, base * (2**retries))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def classify(exc: BaseException) -> TaskError:
+    """Map any exception to a TaskError whose ``retryable`` says what to do next."""
+    if isinstance(exc, TaskError):
+        return exc
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return TaskError("time_limit", "task exceeded its soft time limit")
+    if isinstance(exc, TRANSIENT_EXCEPTIONS):
+        return TransientError("transient", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, TypeError | ValueError):
+        return TaskError("invalid_payload", f"{type(exc).__name__}: {exc}")
+    return TaskError("unexpected_error", f"{type(exc).__name__}: {exc}")
+
+
+def _queue_of(task: Task[Any, Any]) -> str | None:
+    info = task.request.delivery_info or {}
+    queue = info.get("routing_key")
+    return str(queue) if queue else None
+
+
+class BaseTask(Task):  # type: ignore[type-arg]
+    """Base class for every PixCrawler task (``@app.task(bind=True, base=BaseTask)``)."""
+
+    #: Retries are decided here, never by ``autoretry_for``.
+    autoretry_for = ()
+    #: Per-task override of ``PIXCRAWLER_CELERY_TASK_MAX_RETRIES``; None = the setting.
+    max_retries: int | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(unwrap(arg) for arg in args)
+        start = time.perf_counter()
+        try:
+            data = self.run(*args, **kwargs)
+        except (Retry, Ignore, Reject):
+            raise
+        except Exception as exc:  # every other failure goes through one policy
+            self._fail(exc, time.perf_counter() - start)
+        duration = time.perf_counter() - start
+        self._log("task_succeeded", duration=duration)
+        return envelope(self, data, duration)
+
+    def can_retry(self) -> bool:
+        """Whether a transient failure now would be retried rather than final."""
+        limit = (
+            self.max_retries if self.max_retries is not None else get_settings().task_max_retries
+        )
+        return not self.request.called_directly and (self.request.retries or 0) < limit
+
+    def _fail(self, exc: Exception, duration: float) -> None:
+        error = classify(exc)
+        settings = get_settings()
+        retries = self.request.retries or 0
+        if error.retryable and self.can_retry():
+            countdown = backoff_delay(
+                retries, settings.task_retry_backoff, settings.task_retry_backoff_max
+            )
+            self._log(
+                "task_retrying",
+                level=logging.WARNING,
+                duration=duration,
+                error=str(error),
+                retry=retries + 1,
+                countdown=round(countdown, 3),
+            )
+            # One retry message per failure; max_retries=None because we checked above.
+            raise self.retry(exc=error, countdown=countdown, max_retries=None) from exc
+        if error.retryable:
+            error = TaskError(
+                "retries_exhausted",
+                f"gave up after {retries} retries: {error.message}",
+                {"last_error": error.code, **error.details},
+            )
+        self._log("task_failed", level=logging.ERROR, duration=duration, error=str(error))
+        raise error from exc
+
+    def _log(self, event: str, *, level: int = logging.INFO, duration: float, **extra: Any) -> None:
+        fields: dict[str, Any] = {
+            "event": event,
+            "task": self.name,
+            "task_id": self.request.id,
+            "queue": _queue_of(self),
+            "retries": self.request.retries or 0,
+            "duration_ms": round(duration * 1000, 3),
+            "pid": os.getpid(),
+            **extra,
+        }
+        if not logger.isEnabledFor(level):
+            return
+        if get_settings().log_json:
+            logger.log(level, json.dumps(fields, default=str))
+        else:
+            logger.log(level, " ".join(f"{k}={_quote(v)}" for k, v in fields.items()))
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text

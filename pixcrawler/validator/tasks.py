@@ -1,0 +1,98 @@
+"""Validation tasks (``validator.tasks.*``, routed to the ``validation`` queue)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixcrawler.celery_core.app import get_celery_app, result_client
+from pixcrawler.celery_core.base import BaseTask, classify
+from pixcrawler.celery_core.config import CelerySettings, get_settings
+from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
+from pixcrawler.storage import resolve_in_store
+from pixcrawler.validator.images import inspect_image
+
+app = get_celery_app()
+
+SEEN_KEY = "pixcrawler:seen:{sha256}"
+
+
+def _paths(payload: Any) -> list[str]:
+    """Accept a crawl result (``{"files": [...]}``), one path, or a list of paths."""
+    if isinstance(payload, dict) and "files" in payload:
+        payload = payload["files"]
+    paths = [payload] if isinstance(payload, str) else payload
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise InvalidPayload(message="expected a crawl result, a path, or a list of paths")
+    if not paths:
+        raise InvalidPayload(message="there is no file to validate")
+    return paths
+
+
+def _first_seen_by(task: BaseTask, sha256: str, settings: CelerySettings) -> str | None:
+    """Register the hash; return the task id that saw it first if that was another task."""
+    client = result_client(task.app)
+    key = SEEN_KEY.format(sha256=sha256)
+    me = task.request.id or "direct-call"
+    ttl = int(settings.storage_retention_days * 86400)
+    if client.set(key, me, nx=True, ex=ttl):
+        return None
+    owner = client.get(key)
+    owner_id = owner.decode() if isinstance(owner, bytes) else owner
+    return None if owner_id == me else str(owner_id)
+
+
+def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[str, Any]:
+    try:
+        real = resolve_in_store(settings.storage_dir, path)
+        size = real.stat().st_size
+        if size > settings.crawl_max_bytes:
+            raise TaskError("too_large", f"{size} bytes exceeds {settings.crawl_max_bytes}")
+        info = inspect_image(real.read_bytes(), settings)
+        duplicate_of = _first_seen_by(task, info.sha256, settings)
+    except FileNotFoundError:
+        return _error(path, TaskError("missing_file", "file does not exist"))
+    except PermissionError as exc:
+        return _error(path, TaskError("outside_store", str(exc)))
+    except Exception as exc:
+        return _error(path, classify(exc))
+    return {
+        "path": str(real),
+        "status": "duplicate" if duplicate_of else "valid",
+        "duplicate_of": duplicate_of,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "mode": info.mode,
+        "sha256": info.sha256,
+    }
+
+
+def _error(path: str, error: TaskError) -> dict[str, Any]:
+    return {
+        "path": str(Path(path)),
+        "status": "invalid",
+        "error": error.code,
+        "message": error.message,
+        "retryable": error.retryable,
+    }
+
+
+@app.task(bind=True, base=BaseTask, name="validator.tasks.validate_task")
+def validate_task(self: BaseTask, payload: Any) -> dict[str, Any]:
+    """Verify images from a crawl; FAILURE when none of them is acceptable."""
+    settings = get_settings()
+    outcomes = [validate_one(self, p, settings) for p in _paths(payload)]
+    invalid = [o for o in outcomes if o["status"] == "invalid"]
+    if len(invalid) == len(outcomes):
+        if len(outcomes) == 1:
+            only = invalid[0]
+            error_type = TransientError if only["retryable"] else TaskError
+            raise error_type(only["error"], only["message"], {"outcomes": outcomes})
+        raise TaskError("validation_failed", "no file is a valid image", {"outcomes": outcomes})
+    return {
+        "valid": [o["path"] for o in outcomes if o["status"] == "valid"],
+        "duplicates": sum(o["status"] == "duplicate" for o in outcomes),
+        "invalid": len(invalid),
+        "outcomes": outcomes,
+    }
