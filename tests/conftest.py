@@ -1,0 +1,62 @@
+"""Shared fixtures: one real redis-server per test session, and real workers on demand.
+
+The test process itself is a Celery client, so its ``PIXCRAWLER_CELERY_*`` environment is
+set here, at import time, before any test module imports the app.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import RedisServer, Worker, settings_env
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="pixcrawler-tests-"))
+REDIS_PASSWORD = "test-" + secrets.token_hex(12)
+REDIS = RedisServer(SESSION_DIR / "redis", REDIS_PASSWORD)
+STORAGE = SESSION_DIR / "storage"
+ENV = settings_env(REDIS, STORAGE)
+os.environ.update({k: v for k, v in ENV.items() if k.startswith("PIXCRAWLER_")})
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    REDIS.start()
+    yield REDIS
+    REDIS.stop()
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def worker_env(redis_server: RedisServer) -> dict[str, str]:
+    return dict(ENV)
+
+
+@pytest.fixture(scope="session")
+def storage_dir() -> Path:
+    STORAGE.mkdir(parents=True, exist_ok=True)
+    return STORAGE
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def worker(worker_env: dict[str, str], storage_dir: Path) -> Iterator[Worker]:
+    """One worker on every queue, shared by the tests that only need 'a worker'."""
+    logs = SESSION_DIR / "logs"
+    logs.mkdir(exist_ok=True)
+    w = Worker(worker_env, logdir=logs, include="tests.support_tasks").start()
+    yield w
+    w.stop()
+    w.kill()

@@ -1,0 +1,231 @@
+"""Real processes for integration tests: a password-protected redis-server and Celery workers.
+
+Nothing here is mocked. Redis is Debian's ``redis-server`` on a free loopback port, with
+its password in a config file (never on a command line), and workers are
+``celery -A pixcrawler.celery_core.app worker`` subprocesses with the same environment
+an operator's env file would give them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll *predicate* until true; fail with *what* so a hang names its cause."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """One redis-server with a password, AOF persistence and its own directory."""
+
+    def __init__(self, workdir: Path, password: str, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.password = password
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "redis.conf"
+        self.config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    f'requirepass "{password}"',
+                    f"dir {workdir}",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "maxmemory-policy noeviction",
+                    f"logfile {workdir / 'redis.log'}",
+                    "daemonize no",
+                    "",
+                ]
+            )
+        )
+        self.config.chmod(0o600)
+
+    def url(self, db: int, password: str | None = None) -> str:
+        secret = self.password if password is None else password
+        return f"redis://:{secret}@127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, db=db)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([REDIS_SERVER, str(self.config)], start_new_session=True)
+        wait_for(self._pings, 15, f"redis-server on port {self.port}")
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """Graceful shutdown: Redis fsyncs the AOF before exiting."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(redis.exceptions.RedisError):
+            self.client().shutdown()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def settings_env(redis_server: RedisServer, storage: Path, **overrides: str) -> dict[str, str]:
+    """A full process environment for pixcrawler code talking to *redis_server*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}
+    env.update(
+        {
+            "PIXCRAWLER_CELERY_BROKER_URL": redis_server.url(0),
+            "PIXCRAWLER_CELERY_RESULT_BACKEND": redis_server.url(1),
+            "PIXCRAWLER_CELERY_STORAGE_DIR": str(storage),
+            "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "PIXCRAWLER_CELERY_TASK_RETRY_BACKOFF": "0.2",
+            "PIXCRAWLER_CELERY_TASK_RETRY_BACKOFF_MAX": "2",
+            "PIXCRAWLER_CELERY_WORKER_CONCURRENCY": "2",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    env.update({f"PIXCRAWLER_CELERY_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+class Worker:
+    """A real ``celery worker`` subprocess, in its own process group."""
+
+    _counter = 0
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        queues: str = "crawl,validation,default,maintenance",
+        *,
+        logdir: Path,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        include: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        Worker._counter += 1
+        self.name = f"w{Worker._counter}-{os.getpid()}@localhost"
+        self.env = dict(env)
+        self.logfile = logdir / f"worker-{Worker._counter}.log"
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "pixcrawler.celery_core.app",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            self.name,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+            *(["-I", include] if include else []),
+            *extra,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Worker:
+        log = self.logfile.open("ab")
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        if wait:
+            wait_for(self._ready, 60, f"worker {self.name} to be ready (log: {self.logfile})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.log()[-2000:]}")
+        return " ready." in self.log()
+
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def children(self) -> list[int]:
+        """PIDs of the pool processes (prefork children)."""
+        assert self.proc is not None
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, timeout: float = 60) -> int | None:
+        """Warm shutdown (SIGTERM to the main process, as systemd's KillMode=mixed does)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: main process and pool children die at once."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        worker.kill()

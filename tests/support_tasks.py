@@ -1,0 +1,1 @@
+"""Test-only tasks, loaded into test workers with ``-I tests.support_tasks``."""
