@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.builder`` (the seed docs import ``builder``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.builder``."""
 
 from pixcrawler.builder import *  # noqa: F403

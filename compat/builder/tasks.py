@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.builder.tasks`` (the seed docs import ``builder.tasks``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.builder.tasks``."""
 
 from pixcrawler.builder.tasks import *  # noqa: F403

@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.celery_core`` (the seed docs import ``celery_core``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.celery_core``."""
 
 from pixcrawler.celery_core import *  # noqa: F403

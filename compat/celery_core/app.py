@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.celery_core.app`` (the seed docs import ``celery_core.app``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.celery_core.app``."""
 
 from pixcrawler.celery_core.app import *  # noqa: F403

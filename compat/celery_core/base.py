@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.celery_core.base`` (the seed docs import ``celery_core.base``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.celery_core.base``."""
 
 from pixcrawler.celery_core.base import *  # noqa: F403

@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.celery_core.config`` (the seed docs import ``celery_core.config``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.celery_core.config``."""
 
 from pixcrawler.celery_core.config import *  # noqa: F403

@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.celery_core.tasks`` (the seed docs import ``celery_core.tasks``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.celery_core.tasks``."""
 
 from pixcrawler.celery_core.tasks import *  # noqa: F403

@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.validator`` (the seed docs import ``validator``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.validator``."""
 
 from pixcrawler.validator import *  # noqa: F403

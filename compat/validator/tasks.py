@@ -1,3 +1,3 @@
-"""Seed-compatible alias of ``pixcrawler.validator.tasks`` (the seed docs import ``validator.tasks``)."""
+"""Seed-compatible alias: the seed docs import this path; the code lives in ``pixcrawler.validator.tasks``."""
 
 from pixcrawler.validator.tasks import *  # noqa: F403
