@@ -24,7 +24,12 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from pixcrawler.celery_core.redact import redact_url
 
@@ -87,6 +92,23 @@ class CelerySettings(BaseSettings):
         extra="ignore",
         validate_default=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only explicit values: :func:`load_settings` alone reads the environment.
+
+        Letting pydantic-settings read ``os.environ`` as well would make
+        ``load_settings(environ)`` mix in the caller's own environment, and would bring
+        back blank values (``VAR=`` from an env file) that ``load_settings`` drops.
+        """
+        return (init_settings,)
 
     # --- connections -------------------------------------------------------------
     broker_url: SecretStr = Field(

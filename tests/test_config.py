@@ -1,0 +1,297 @@
+"""Settings: the seed's defaults, one error naming every problem, no secret ever echoed."""
+
+from __future__ import annotations
+
+import ssl
+import traceback
+from pathlib import Path
+
+import pytest
+
+from pixcrawler.celery_core.app import celery_config
+from pixcrawler.celery_core.config import (
+    ENV_FILE_VARIABLE,
+    CelerySettings,
+    SettingsError,
+    load_settings,
+)
+
+P = "PIXCRAWLER_CELERY_"
+SECRET = "Sup3r-secret-pw"
+
+
+def _problems(err: SettingsError) -> dict[str, str]:
+    return dict(err.problems)
+
+
+def _assert_secret_absent(err: BaseException, secret: str = SECRET) -> None:
+    rendered = "".join(traceback.format_exception(err))
+    for text in (str(err), repr(err), rendered):
+        assert secret not in text
+
+
+def test_defaults_are_the_seeds() -> None:
+    s = load_settings({})
+    assert s.broker_url.get_secret_value() == "redis://localhost:6379/0"
+    assert s.result_backend.get_secret_value() == "redis://localhost:6379/1"
+    assert s.worker_concurrency == 35
+    assert s.enable_monitoring is True
+    assert s.task_time_limit == 1800
+    assert s.task_soft_time_limit == 1500
+    # The seed's "retry with exponential backoff" and "acks_late enabled".
+    assert s.task_acks_late is True
+
+
+def test_defaults_reach_celery_config() -> None:
+    conf = celery_config(load_settings({}))
+    assert conf["broker_url"] == "redis://localhost:6379/0"
+    assert conf["result_backend"] == "redis://localhost:6379/1"
+    assert conf["worker_concurrency"] == 35
+    assert conf["task_time_limit"] == 1800
+    assert conf["task_soft_time_limit"] == 1500
+    assert conf["worker_send_task_events"] is True
+
+
+def test_values_from_environment_are_parsed() -> None:
+    s = load_settings(
+        {
+            f"{P}WORKER_CONCURRENCY": "4",
+            f"{P}ENABLE_MONITORING": "false",
+            f"{P}CRAWL_ALLOWED_NETWORKS": "10.0.0.0/8, 192.168.1.0/24",
+            f"{P}VALIDATION_ALLOWED_FORMATS": "png,jpeg",
+        }
+    )
+    assert s.worker_concurrency == 4
+    assert s.enable_monitoring is False
+    assert [str(n) for n in s.crawl_allowed_networks] == ["10.0.0.0/8", "192.168.1.0/24"]
+    assert s.validation_allowed_formats == ["PNG", "JPEG"]
+    assert celery_config(s)["worker_send_task_events"] is False
+
+
+def test_bad_environment_is_one_error_naming_every_variable() -> None:
+    env = {
+        f"{P}BROKER_URL": f"redis://:{SECRET}@broker.example:notaport/0",
+        f"{P}RESULT_BACKEND": f"http://user:{SECRET}@backend.example/1",
+        f"{P}WORKER_CONCURRENCY": "many",
+        f"{P}TASK_SOFT_TIME_LIMIT": "2000",  # not below TASK_TIME_LIMIT (1800)
+        f"{P}REDIS_SSL_CERT_REQS": "sometimes",
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    problems = _problems(info.value)
+    assert set(problems) == {
+        f"{P}BROKER_URL",
+        f"{P}RESULT_BACKEND",
+        f"{P}WORKER_CONCURRENCY",
+        f"{P}TASK_SOFT_TIME_LIMIT",
+        f"{P}REDIS_SSL_CERT_REQS",
+    }
+    assert "not a valid URL" in problems[f"{P}BROKER_URL"]
+    assert "'http'" in problems[f"{P}RESULT_BACKEND"]
+    assert "integer" in problems[f"{P}WORKER_CONCURRENCY"]
+    assert f"{P}TASK_TIME_LIMIT" in problems[f"{P}TASK_SOFT_TIME_LIMIT"]
+    assert "required" in problems[f"{P}REDIS_SSL_CERT_REQS"]
+    message = str(info.value)
+    for variable in problems:
+        assert variable in message
+    _assert_secret_absent(info.value)
+    # No value is echoed at all, not only the password.
+    assert "many" not in message
+    assert "sometimes" not in message
+
+
+def test_secret_absent_from_every_kind_of_url_error() -> None:
+    for url in (
+        f"ftp://u:{SECRET}@h/0",
+        f"redis://:{SECRET}@h/notanumber",
+        f"redis://:{SECRET}@:6379/0",
+        f"redis://:{SECRET}@h:99999999/0",
+        f"sentinel://:{SECRET}@h:26379;redis://:{SECRET}@h:6379",
+    ):
+        with pytest.raises(SettingsError) as info:
+            load_settings({f"{P}BROKER_URL": url})
+        assert set(_problems(info.value)) == {f"{P}BROKER_URL"}, url
+        _assert_secret_absent(info.value)
+
+
+def test_cross_field_rules_are_reported_with_field_errors() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {
+                f"{P}WORKER_CONCURRENCY": "0",
+                f"{P}VISIBILITY_TIMEOUT": "100",  # below TASK_TIME_LIMIT and BACKOFF_MAX
+            }
+        )
+    problems = info.value.problems
+    variables = [v for v, _ in problems]
+    assert f"{P}WORKER_CONCURRENCY" in variables
+    reasons = [r for v, r in problems if v == f"{P}VISIBILITY_TIMEOUT"]
+    assert any(f"{P}TASK_TIME_LIMIT" in r for r in reasons)
+    assert any(f"{P}TASK_RETRY_BACKOFF_MAX" in r for r in reasons)
+
+
+def test_unknown_variable_is_reported_with_a_suggestion() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({f"{P}WORKER_CONCURENCY": "4", "UNRELATED_VARIABLE": "x"})
+    problems = _problems(info.value)
+    assert list(problems) == [f"{P}WORKER_CONCURENCY"]
+    assert f"did you mean {P}WORKER_CONCURRENCY?" in problems[f"{P}WORKER_CONCURENCY"]
+
+
+def test_unknown_variable_in_env_file_is_reported(tmp_path: Path) -> None:
+    env_file = tmp_path / "pixcrawler.env"
+    env_file.write_text(f"{P}BROKR_URL=redis://h:6379/0\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings({ENV_FILE_VARIABLE: str(env_file)})
+    reason = _problems(info.value)[f"{P}BROKR_URL"]
+    assert f"{P}BROKER_URL" in reason
+
+
+def test_env_file_is_read_and_process_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / "pixcrawler.env"
+    env_file.write_text(
+        "# written by the Ansible role\n"
+        f"{P}BROKER_URL=redis://:{SECRET}@redis.internal:6379/0\n"
+        f"{P}WORKER_CONCURRENCY=7\n"
+        f"{P}WORKER_MAX_MEMORY_PER_CHILD=\n"
+    )
+    env = {ENV_FILE_VARIABLE: str(env_file), f"{P}WORKER_CONCURRENCY": "9"}
+    s = load_settings(env)
+    assert s.broker_url.get_secret_value() == f"redis://:{SECRET}@redis.internal:6379/0"
+    assert s.worker_concurrency == 9
+    assert s.worker_max_memory_per_child is None  # blank means unset
+
+
+def test_bad_value_in_env_file_names_the_variable(tmp_path: Path) -> None:
+    env_file = tmp_path / "pixcrawler.env"
+    env_file.write_text(f"{P}BROKER_URL=mysql://root:{SECRET}@db/0\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings({ENV_FILE_VARIABLE: str(env_file)})
+    assert list(_problems(info.value)) == [f"{P}BROKER_URL"]
+    _assert_secret_absent(info.value)
+
+
+def test_missing_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.env"
+    with pytest.raises(SettingsError) as info:
+        load_settings({ENV_FILE_VARIABLE: str(missing)})
+    problems = _problems(info.value)
+    assert list(problems) == [ENV_FILE_VARIABLE]
+    assert str(missing) in problems[ENV_FILE_VARIABLE]
+    assert "does not exist" in problems[ENV_FILE_VARIABLE]
+
+
+def test_rediss_verifies_certificates_by_default() -> None:
+    s = load_settings(
+        {
+            f"{P}BROKER_URL": "rediss://:pw@redis.internal:6380/0",
+            f"{P}RESULT_BACKEND": "rediss://:pw@redis.internal:6380/1",
+        }
+    )
+    conf = celery_config(s)
+    assert conf["broker_use_ssl"]["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    assert conf["redis_backend_use_ssl"]["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+
+
+def test_rediss_options_follow_settings(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here, only its existence\n")
+    s = load_settings(
+        {
+            f"{P}BROKER_URL": "rediss://redis.internal:6380/0",
+            f"{P}REDIS_SSL_CERT_REQS": "optional",
+            f"{P}REDIS_SSL_CA_CERTS": str(ca),
+        }
+    )
+    conf = celery_config(s)
+    assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": str(ca)}
+    assert "redis_backend_use_ssl" not in conf  # the backend stays plain redis://
+
+
+def test_rediss_with_missing_ca_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {
+                f"{P}BROKER_URL": "rediss://redis.internal:6380/0",
+                f"{P}REDIS_SSL_CA_CERTS": str(tmp_path / "missing.pem"),
+                f"{P}REDIS_SSL_CERTFILE": str(tmp_path / "missing.crt"),
+            }
+        )
+    problems = _problems(info.value)
+    assert f"{P}REDIS_SSL_CA_CERTS" in problems
+    assert f"{P}REDIS_SSL_KEYFILE" in problems  # certfile without keyfile
+
+
+def test_plain_redis_has_no_ssl_options() -> None:
+    conf = celery_config(load_settings({}))
+    assert "broker_use_ssl" not in conf
+    assert "redis_backend_use_ssl" not in conf
+
+
+SENTINELS = "sentinel://:pw@s1.internal:26379;sentinel://:pw@s2.internal:26379"
+
+
+def test_sentinel_requires_master_name() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({f"{P}BROKER_URL": SENTINELS})
+    assert list(_problems(info.value)) == [f"{P}SENTINEL_MASTER_NAME"]
+
+
+def test_sentinel_master_name_reaches_transport_options() -> None:
+    s = load_settings(
+        {
+            f"{P}BROKER_URL": SENTINELS,
+            f"{P}RESULT_BACKEND": SENTINELS.replace("26379", "26380"),
+            f"{P}SENTINEL_MASTER_NAME": "pixmaster",
+            f"{P}SENTINEL_PASSWORD": SECRET,
+        }
+    )
+    conf = celery_config(s)
+    for key in ("broker_transport_options", "result_backend_transport_options"):
+        assert conf[key]["master_name"] == "pixmaster"
+        assert conf[key]["sentinel_kwargs"] == {"password": SECRET}
+    assert conf["broker_url"] == SENTINELS
+
+
+def _with_secrets() -> CelerySettings:
+    return load_settings(
+        {
+            f"{P}BROKER_URL": f"redis://pix:{SECRET}@redis.internal:6379/0",
+            f"{P}RESULT_BACKEND": f"redis://:{SECRET}@redis.internal:6379/1",
+            f"{P}SENTINEL_PASSWORD": SECRET,
+        }
+    )
+
+
+def test_repr_and_str_redact_passwords() -> None:
+    s = _with_secrets()
+    for text in (repr(s), str(s)):
+        assert SECRET not in text
+        assert "redis.internal" in text  # still useful for debugging
+
+
+def test_display_redacts_passwords_and_keeps_the_rest() -> None:
+    shown = _with_secrets().display()
+    assert SECRET not in repr(shown)
+    assert shown[f"{P}BROKER_URL"] == "redis://pix:***@redis.internal:6379/0"
+    assert shown[f"{P}RESULT_BACKEND"] == "redis://:***@redis.internal:6379/1"
+    assert shown[f"{P}SENTINEL_PASSWORD"] == "***"
+    assert shown[f"{P}WORKER_CONCURRENCY"] == 35
+    # Every setting is shown, under its variable name.
+    assert len(shown) == len(CelerySettings.model_fields)
+
+
+def test_json_only_serialization() -> None:
+    conf = celery_config(load_settings({}))
+    assert conf["accept_content"] == ["json"]
+    assert conf["result_accept_content"] == ["json"]
+    assert conf["task_serializer"] == "json"
+    assert conf["result_serializer"] == "json"
+
+
+def test_visibility_timeout_reaches_every_transport() -> None:
+    s = load_settings({f"{P}VISIBILITY_TIMEOUT": "7200"})
+    conf = celery_config(s)
+    assert conf["broker_transport_options"]["visibility_timeout"] == 7200
+    assert conf["result_backend_transport_options"]["visibility_timeout"] == 7200
+    assert conf["visibility_timeout"] == 7200
