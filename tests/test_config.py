@@ -295,3 +295,20 @@ def test_visibility_timeout_reaches_every_transport() -> None:
     assert conf["broker_transport_options"]["visibility_timeout"] == 7200
     assert conf["result_backend_transport_options"]["visibility_timeout"] == 7200
     assert conf["visibility_timeout"] == 7200
+
+
+def test_explicit_environ_is_not_mixed_with_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(f"{P}WORKER_CONCURRENCY", "3")
+    assert load_settings({}).worker_concurrency == 35
+    assert load_settings().worker_concurrency == 3
+
+
+def test_blank_process_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's EnvironmentFile turns ``VAR=`` into an empty variable, not an absent one."""
+    monkeypatch.setenv(f"{P}WORKER_MAX_MEMORY_PER_CHILD", "")
+    monkeypatch.setenv(f"{P}BROKER_CONNECTION_MAX_RETRIES", "")
+    s = load_settings()
+    assert s.worker_max_memory_per_child is None
+    assert s.broker_connection_max_retries is None

@@ -16,7 +16,14 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from pixcrawler.celery_core.config import CelerySettings, get_settings
-from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES, queue_for_task
+from pixcrawler.celery_core.queues import (
+    DEFAULT_QUEUE,
+    PRIORITY_STEPS,
+    QUEUE_NAMES,
+    QUEUES,
+    queue_for_task,
+    queue_spec,
+)
 
 TASK_MODULES = (
     "pixcrawler.celery_core.tasks",
@@ -28,11 +35,15 @@ TASK_MODULES = (
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
     """Route by task name (the seed's contract) and stamp the queue's Redis priority.
 
-    An explicit ``priority=`` from the caller still wins: Celery merges route options
-    under the caller's own.
+    An explicit ``queue=`` or ``priority=`` from the caller still wins: Celery merges
+    route options under the caller's own. No routing key is returned, so Celery takes it
+    from whichever queue won; a pattern's key with a caller's queue would match no
+    binding, and kombu on Redis would drop the message into its dead-letter list.
     """
-    spec = queue_for_task(name)
-    return {"queue": spec.name, "routing_key": spec.name, "priority": spec.redis_priority}
+    explicit = (options or {}).get("queue")
+    explicit_name = getattr(explicit, "name", explicit)
+    spec = queue_spec(explicit_name) if explicit_name in QUEUE_NAMES else queue_for_task(name)
+    return {"queue": spec.name, "priority": spec.redis_priority}
 
 
 def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
