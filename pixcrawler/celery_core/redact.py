@@ -12,7 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 
 # userinfo in any scheme://user:password@host form, including several ';'-joined URLs.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s;]*)@")
+# Greedy up to the LAST '@' of the authority, as urllib (and so redis-py and kombu) split
+# it: a password containing '@' must be masked whole, not up to its first '@'.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s;]*)@")
 
 
 def redact_url(url: str) -> str:
