@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 from threading import Lock
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -54,13 +54,36 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+#: IPv6 ranges that carry an IPv4 address in their low 32 bits and that Python calls
+#: global: NAT64 (RFC 6052, RFC 8215) and the deprecated IPv4-compatible form.
+_IPV4_IN_LOW_BITS = tuple(ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address a translator or tunnel would really connect to, if any."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in _IPV4_IN_LOW_BITS):
+        return IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_forbidden(address: IPv4Address | IPv6Address, allowed: list[Network]) -> bool:
-    """Anything not globally routable (private, loopback, link-local/metadata, ...)."""
+    """Anything not globally routable (private, loopback, link-local/metadata, ...).
+
+    An IPv6 address that embeds an IPv4 one (6to4, NAT64, Teredo) is judged by both:
+    where a 6to4 relay or NAT64 gateway exists, 2002:a00:1:: means 10.0.0.1.
+    """
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if any(address in network for network in allowed):
         return False
-    return not address.is_global or address.is_multicast
+    if not address.is_global or address.is_multicast:
+        return True
+    embedded = _embedded_ipv4(address) if isinstance(address, IPv6Address) else None
+    return embedded is not None and is_forbidden(embedded, allowed)
 
 
 def resolve_checked(host: str, port: int, allowed: list[Network]) -> str:

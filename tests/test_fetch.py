@@ -1,0 +1,324 @@
+"""Downloading: the SSRF guard, schemes, size caps, sniffing and image inspection.
+
+Downloads go only to the loopback server these tests start; every address the guard is
+asked about beyond that is an IP literal, so no name is ever looked up over the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+
+import pytest
+
+from pixcrawler.builder.fetch import download, is_forbidden, resolve_checked, sniff
+from pixcrawler.celery_core.config import CelerySettings, Network, load_settings
+from pixcrawler.celery_core.errors import TaskError, TransientError
+from pixcrawler.storage import TEMP_PREFIX, iter_store
+from pixcrawler.validator.images import inspect_image
+from tests import images
+from tests.http_fixtures import LoopbackHTTPServer, Route, serving
+
+LOOPBACK: list[Network] = [ip_network("127.0.0.0/8")]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.255.255.254",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # carrier-grade NAT
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.251",  # multicast
+        "::1",
+        "::",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "::ffff:10.0.0.1",
+        "2002:a00:1::1",  # 6to4 around 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 around 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 around 169.254.169.254
+        "::a00:1",  # IPv4-compatible 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo
+        "ff02::1",
+    ],
+)
+def test_non_public_addresses_are_forbidden(address: str) -> None:
+    assert is_forbidden(ip_address(address), [])
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert not is_forbidden(ip_address(address), [])
+
+
+def test_allowed_networks_open_exactly_what_they_list() -> None:
+    allowed: list[Network] = [ip_network("10.20.0.0/16"), ip_network("fd00:1::/64")]
+    assert not is_forbidden(ip_address("10.20.3.4"), allowed)
+    assert not is_forbidden(ip_address("::ffff:10.20.3.4"), allowed)
+    assert not is_forbidden(ip_address("fd00:1::5"), allowed)
+    assert is_forbidden(ip_address("10.21.0.1"), allowed)
+    assert is_forbidden(ip_address("fd00:2::5"), allowed)
+    assert is_forbidden(ip_address("127.0.0.1"), allowed)
+    assert is_forbidden(ip_address("169.254.169.254"), allowed)
+
+
+def test_allowed_networks_come_from_the_setting() -> None:
+    s = load_settings({"PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"})
+    assert not is_forbidden(ip_address("127.0.0.1"), s.crawl_allowed_networks)
+    assert not is_forbidden(ip_address("::1"), s.crawl_allowed_networks)
+    assert is_forbidden(ip_address("10.0.0.1"), s.crawl_allowed_networks)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "169.254.169.254", "localhost"])
+def test_resolve_checked_refuses_forbidden_destinations(host: str) -> None:
+    with pytest.raises(TaskError) as info:
+        resolve_checked(host, 80, [])
+    assert info.value.code == "forbidden_destination"
+    assert not info.value.retryable
+
+
+def test_resolve_checked_returns_the_checked_address() -> None:
+    assert resolve_checked("127.0.0.1", 80, LOOPBACK) == "127.0.0.1"
+    assert resolve_checked("localhost", 80, LOOPBACK) == "127.0.0.1"
+    with pytest.raises(TaskError):
+        resolve_checked("::1", 80, LOOPBACK)
+
+
+# --- sniffing and image inspection ------------------------------------------------------
+
+
+def test_sniff_recognises_real_encoder_output() -> None:
+    assert sniff(images.png("sniff")) == ("png", "image/png")
+    assert sniff(images.jpeg("sniff")) == ("jpg", "image/jpeg")
+    assert sniff(b"GIF89a" + b"\x00" * 10) == ("gif", "image/gif")
+    assert sniff(b"RIFF\x10\x00\x00\x00WEBPVP8 ") == ("webp", "image/webp")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"<!doctype html><html>", b"RIFF\x10\x00\x00\x00WAVEfmt ", b"%PDF-1.7", b"\x89PNX"],
+)
+def test_sniff_refuses_non_images(head: bytes) -> None:
+    assert sniff(head) is None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> CelerySettings:
+    return load_settings(
+        {
+            "PIXCRAWLER_CELERY_STORAGE_DIR": str(tmp_path / "store"),
+            "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "PIXCRAWLER_CELERY_CRAWL_MAX_BYTES": str(256 * 1024),
+            "PIXCRAWLER_CELERY_CRAWL_MAX_REDIRECTS": "3",
+        }
+    )
+
+
+def test_inspect_accepts_png_and_jpeg(settings: CelerySettings) -> None:
+    png = inspect_image(images.png("inspect", (40, 33)), settings)
+    assert (png.format, png.width, png.height, png.mode) == ("PNG", 40, 33, "RGB")
+    jpg = inspect_image(images.jpeg("inspect"), settings)
+    assert jpg.format == "JPEG"
+    assert png.sha256 != jpg.sha256
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (images.tiny_png("inspect"), "too_small"),
+        (b"<html>not an image</html>", "not_an_image"),
+        (images.png("truncated")[:-40], "corrupt_image"),
+        (images.bomb_png(), "decompression_bomb"),
+    ],
+)
+def test_inspect_refuses_with_a_specific_code(
+    settings: CelerySettings, data: bytes, code: str
+) -> None:
+    with pytest.raises(TaskError) as info:
+        inspect_image(data, settings)
+    assert info.value.code == code
+
+
+def test_our_pixel_guard_fires_before_pillows(settings: CelerySettings) -> None:
+    """8000x8000 is under Pillow's own limit but over VALIDATION_MAX_PIXELS (50M)."""
+    with pytest.raises(TaskError) as info:
+        inspect_image(images.bomb_png(8000, 8000), settings)
+    assert info.value.code == "decompression_bomb"
+    assert info.value.details == {"width": 8000, "height": 8000}
+
+
+def test_inspect_refuses_formats_not_listed(tmp_path: Path) -> None:
+    s = load_settings({"PIXCRAWLER_CELERY_VALIDATION_ALLOWED_FORMATS": "JPEG"})
+    with pytest.raises(TaskError) as info:
+        inspect_image(images.png("fmt"), s)
+    assert info.value.code == "format_not_allowed"
+
+
+# --- downloads from the loopback server ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[LoopbackHTTPServer]:
+    with serving() as server:
+        yield server
+
+
+def _leftovers(root: Path) -> list[str]:
+    return [e.name for e in iter_store(root) if e.name.startswith(TEMP_PREFIX)]
+
+
+def test_download_stores_by_content(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+    body = images.png("download")
+    url = http.add(Route(body=body, content_type="text/plain"))  # the header is not trusted
+    result = download(url, settings.storage_dir, settings)
+    assert result.content_type == "image/png"
+    assert result.stored.path.read_bytes() == body
+    assert result.stored.path.suffix == ".png"
+    assert result.stored.path.parent.parent == settings.storage_dir
+    assert not result.stored.existed
+    again = download(url, settings.storage_dir, settings)
+    assert again.stored.path == result.stored.path
+    assert again.stored.existed
+    assert _leftovers(settings.storage_dir) == []
+
+
+def test_download_strips_credentials_from_the_recorded_url(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    url = http.add(Route(body=images.png("creds")))
+    with_creds = url.replace("http://", "http://user:pw-in-url@")
+    result = download(with_creds, settings.storage_dir, settings)
+    assert result.url == url
+    assert "pw-in-url" not in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "code"),
+    [
+        (404, TaskError, "http_error"),
+        (410, TaskError, "http_error"),
+        (503, TransientError, "http_error"),
+        (429, TransientError, "http_error"),
+    ],
+)
+def test_download_http_errors(
+    http: LoopbackHTTPServer,
+    settings: CelerySettings,
+    status: int,
+    error: type[TaskError],
+    code: str,
+) -> None:
+    url = http.add(Route(statuses=[status]))
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert type(info.value) is error
+    assert info.value.code == code
+    assert info.value.details == {"status_code": status}
+
+
+def test_download_refuses_non_images_and_leaves_nothing(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    url = http.add(Route(body=b"<html>hello</html>", content_type="image/png"))
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == "not_an_image"
+    assert list(iter_store(settings.storage_dir)) == []
+
+
+def test_download_refuses_a_huge_declared_length(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    url = http.add(Route(declared_length=10**9))
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == "too_large"
+    assert list(iter_store(settings.storage_dir)) == []
+
+
+def test_download_stops_a_huge_body_without_length(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    url = http.add(Route(stream_bytes=4 * settings.crawl_max_bytes))
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == "too_large"
+    assert list(iter_store(settings.storage_dir)) == []
+
+
+def test_redirects_are_followed_and_checked(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    target = http.add(Route(body=images.png("redirect")))
+    hop = http.add(Route(statuses=[302], headers={"Location": target}))
+    assert download(hop, settings.storage_dir, settings).url == hop
+    assert http.hits(target) == 1
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:192.168.0.1]/",
+    ],
+)
+def test_redirect_to_a_forbidden_address_is_refused(
+    http: LoopbackHTTPServer, settings: CelerySettings, location: str
+) -> None:
+    hop = http.add(Route(statuses=[301], headers={"Location": location}))
+    with pytest.raises(TaskError) as info:
+        download(hop, settings.storage_dir, settings)
+    assert info.value.code == "forbidden_destination"
+
+
+def test_redirect_loops_end(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+    route = Route(statuses=[302])
+    url = http.add(route)
+    route.headers["Location"] = url
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == "too_many_redirects"
+    assert http.hits(url) == settings.crawl_max_redirects + 1
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("file:///etc/passwd", "unsupported_scheme"),
+        ("ftp://127.0.0.1/a.png", "unsupported_scheme"),
+        ("gopher://127.0.0.1:70/_", "unsupported_scheme"),
+        ("data:image/png;base64,iVBORw0KGgo=", "unsupported_scheme"),
+        ("//127.0.0.1/a.png", "unsupported_scheme"),
+        ("http:///a.png", "invalid_url"),
+        ("http://127.0.0.1:99999/a.png", "invalid_url"),
+        ("", "invalid_url"),
+    ],
+)
+def test_bad_urls_are_refused_before_any_connection(
+    settings: CelerySettings, url: str, code: str
+) -> None:
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == code
+    assert not info.value.retryable
+
+
+def test_redirect_to_a_non_http_scheme_is_refused(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    hop = http.add(Route(statuses=[302], headers={"Location": "file:///etc/shadow"}))
+    with pytest.raises(TaskError) as info:
+        download(hop, settings.storage_dir, settings)
+    assert info.value.code == "unsupported_scheme"
