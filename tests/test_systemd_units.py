@@ -1,0 +1,300 @@
+"""Cheap checks on the systemd units in ``systemd/``, run on any machine (no systemd needed).
+
+The units are what operators live with and what the Ansible roles install verbatim, so the
+properties they rely on are pinned here: warm shutdown (KillMode=mixed, a stop timeout
+longer than the task hard limit), settings only from EnvironmentFile= (no secret on a
+command line), the hardening set, and ``systemd-analyze verify``/``security`` run offline
+against a throw-away root. The same checks run on installed units in the Molecule verify.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pixcrawler.celery_core.config import CelerySettings
+from pixcrawler.celery_core.queues import QUEUES
+
+UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+WORKER = "pixcrawler-worker@.service"
+FLOWER = "pixcrawler-flower.service"
+BEAT = "pixcrawler-beat.service"
+TARGET = "pixcrawler.target"
+SERVICES = (WORKER, FLOWER, BEAT)
+CELERY = "/opt/pixcrawler/venv/bin/celery"
+MAIN_ENV = "/etc/pixcrawler/pixcrawler.env"
+
+Unit = dict[str, dict[str, list[str]]]
+
+
+def parse_unit(text: str) -> Unit:
+    """Sections -> key -> every value in order (systemd allows repeated keys)."""
+    unit: Unit = defaultdict(lambda: defaultdict(list))
+    section = ""
+    logical = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not logical and (not line or line[0] in "#;"):
+            continue
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        line, logical = logical + line, ""
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line!r}"
+        unit[section][key.strip()].append(value.strip())
+    return unit
+
+
+def load(name: str) -> Unit:
+    return parse_unit((UNIT_DIR / name).read_text())
+
+
+def one(unit: Unit, section: str, key: str) -> str:
+    values = unit[section][key]
+    assert values, f"[{section}] {key}= missing"
+    return values[-1]
+
+
+def env_defaults(unit: Unit) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in unit["Service"]["Environment"]:
+        for pair in line.split():
+            k, _, v = pair.partition("=")
+            out[k] = v
+    return out
+
+
+def seconds(value: str) -> int:
+    """systemd time span ("1860", "31min", "1h 2s") in seconds."""
+    if value.isdigit():
+        return int(value)
+    scale = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "hr": 3600}
+    total = 0
+    for num, suffix in re.findall(r"(\d+)\s*([a-z]+)", value):
+        total += int(num) * scale[suffix]
+    return total
+
+
+def test_all_units_exist() -> None:
+    present = {p.name for p in UNIT_DIR.iterdir()}
+    assert {*SERVICES, TARGET} <= present
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_warm_shutdown_and_restart_policy(name: str) -> None:
+    unit = load(name)
+    assert one(unit, "Service", "KillMode") == "mixed"
+    # SIGTERM to celery's main process is its warm shutdown; SIGQUIT/SIGINT are not.
+    assert unit["Service"]["KillSignal"][-1:] in ([], ["SIGTERM"])
+    assert seconds(one(unit, "Service", "TimeoutStopSec")) > 0
+    assert one(unit, "Service", "Type") == "simple"
+    assert one(unit, "Service", "Restart") in ("always", "on-failure")
+    assert seconds(one(unit, "Service", "RestartSec")) >= 1
+    assert int(one(unit, "Unit", "StartLimitBurst")) >= 1
+    assert seconds(one(unit, "Unit", "StartLimitIntervalSec")) >= 60
+    assert one(unit, "Unit", "PartOf") == TARGET
+    assert one(unit, "Install", "WantedBy") == TARGET
+    assert one(unit, "Service", "User") == "pixcrawler"
+    assert one(unit, "Service", "Group") == "pixcrawler"
+    assert one(unit, "Service", "SyslogIdentifier").startswith("pixcrawler-")
+
+
+def test_worker_stop_timeout_exceeds_task_hard_limit() -> None:
+    """The drop-in from Ansible overrides it, but the shipped default must be safe too."""
+    hard_limit = CelerySettings.model_fields["task_time_limit"].default
+    assert isinstance(hard_limit, int)
+    assert seconds(one(load(WORKER), "Service", "TimeoutStopSec")) > hard_limit
+
+
+def test_worker_command_line_takes_every_queue_setting_from_env() -> None:
+    unit = load(WORKER)
+    exec_start = one(unit, "Service", "ExecStart")
+    argv = exec_start.split()
+    assert argv[:5] == [CELERY, "-A", "pixcrawler.celery_core.app", "worker", "-Q"]
+    assert argv[5] == "%i"
+    assert "-n" in argv
+    assert argv[argv.index("-n") + 1] == "%i@%H"
+    referenced = set(re.findall(r"\$\{(\w+)\}", exec_start))
+    contract = {
+        "CELERY_POOL",
+        "CELERY_CONCURRENCY",
+        "CELERY_PREFETCH_MULTIPLIER",
+        "CELERY_MAX_TASKS_PER_CHILD",
+        "CELERY_LOGLEVEL",
+    }
+    assert contract <= referenced
+    # A queue file that omits a setting must not leave an empty argument behind.
+    assert referenced <= set(env_defaults(unit))
+    assert unit["Service"]["EnvironmentFile"] == [MAIN_ENV, "/etc/pixcrawler/worker-%i.env"]
+
+
+def test_flower_and_beat_read_their_env_files() -> None:
+    assert load(FLOWER)["Service"]["EnvironmentFile"] == [
+        MAIN_ENV,
+        "/etc/pixcrawler/flower.env",
+    ]
+    assert load(BEAT)["Service"]["EnvironmentFile"][0] == MAIN_ENV
+
+
+def test_state_lives_where_the_unit_may_write() -> None:
+    beat = load(BEAT)
+    schedule = re.search(r"--schedule\s+(\S+)", one(beat, "Service", "ExecStart"))
+    assert schedule is not None
+    assert str(Path(schedule.group(1)).parent) in one(beat, "Service", "ReadWritePaths").split()
+    flower = load(FLOWER)
+    db = env_defaults(flower)["FLOWER_DB"]
+    assert str(Path(db).parent) in one(flower, "Service", "ReadWritePaths").split()
+    worker = load(WORKER)
+    storage = str(CelerySettings.model_fields["storage_dir"].default)
+    rw = one(worker, "Service", "ReadWritePaths").split()
+    assert any(storage == p or storage.startswith(p + "/") for p in rw)
+
+
+SECRET_PATTERNS = (
+    re.compile(r"rediss?://[^\s]*@", re.I),  # URL with credentials
+    re.compile(r"PIXCRAWLER_CELERY_\w*(URL|BACKEND|PASSWORD)\w*=", re.I),
+    re.compile(r"(password|passwd|secret|token)\s*[=:]", re.I),
+    re.compile(r"--(basic[-_]auth|broker|result-backend|password)\b", re.I),
+    re.compile(r"FLOWER_(BASIC_AUTH|OAUTH2_SECRET)=", re.I),
+)
+
+
+@pytest.mark.parametrize("name", [*SERVICES, TARGET])
+def test_no_secret_in_unit(name: str) -> None:
+    for lineno, line in enumerate((UNIT_DIR / name).read_text().splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(line), f"{name}:{lineno} looks like a secret: {line}"
+
+
+def test_secret_check_can_fail() -> None:
+    bad = "ExecStart=/x/celery -A app worker --broker redis://:hunter2@redis:6379/0"
+    assert any(p.search(bad) for p in SECRET_PATTERNS)
+
+
+HARDENING = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectHome": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "SystemCallArchitectures": "native",
+    "CapabilityBoundingSet": "",
+    "UMask": "0027",
+}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_hardening(name: str) -> None:
+    unit = load(name)
+    for key, expected in HARDENING.items():
+        assert one(unit, "Service", key) == expected, key
+    assert "@system-service" in unit["Service"]["SystemCallFilter"]
+    assert one(unit, "Service", "ReadWritePaths").startswith("/var/lib/pixcrawler")
+
+
+def test_target_is_pulled_in_at_boot() -> None:
+    assert one(load(TARGET), "Install", "WantedBy") == "multi-user.target"
+
+
+@pytest.mark.parametrize("queue", [q.name for q in QUEUES])
+def test_every_queue_is_a_valid_instance_name(queue: str) -> None:
+    # systemd instance names allow [A-Za-z0-9:_.-\\]; anything else would need escaping
+    # and the unit name would no longer match the queue name operators type.
+    assert re.fullmatch(r"[A-Za-z0-9:_.-]+", queue)
+
+
+# --- systemd-analyze, offline ------------------------------------------------------------
+
+
+def _analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.fail("systemd-analyze not found: apt-get install systemd (the package, not PID 1)")
+    return tool
+
+
+def _system_unit_dir() -> Path:
+    for cand in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")):
+        if (cand / "sysinit.target").exists():
+            return cand
+    pytest.fail("no systemd unit directory with sysinit.target: apt-get install systemd")
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root with Debian's own units, ours, and a stub celery, so verify resolves all."""
+    root = tmp_path_factory.mktemp("root")
+    shutil.copytree(_system_unit_dir(), root / "usr/lib/systemd/system", symlinks=True)
+    etc = root / "etc/systemd/system"
+    etc.mkdir(parents=True)
+    for unit in UNIT_DIR.iterdir():
+        shutil.copy(unit, etc / unit.name)
+    celery = root / CELERY.lstrip("/")
+    celery.parent.mkdir(parents=True)
+    celery.write_text("#!/bin/sh\nexit 0\n")
+    celery.chmod(0o755)
+    return root
+
+
+INSTANCES = [f"pixcrawler-worker@{q.name}.service" for q in QUEUES] + [FLOWER, BEAT, TARGET]
+
+
+def verify(root: Path, *units: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_analyze(), "verify", f"--root={root}", *units],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_systemd_analyze_verify(fake_root: Path) -> None:
+    proc = verify(fake_root, *INSTANCES)
+    # verify exits 0 on unknown keys and bad values, only warning: any output is a failure.
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout + proc.stderr == ""
+
+
+def test_systemd_analyze_verify_can_fail(fake_root: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "root"
+    shutil.copytree(fake_root, broken, symlinks=True)
+    beat = broken / "etc/systemd/system" / BEAT
+    beat.write_text(beat.read_text().replace("KillMode=mixed", "KillMode=mixed\nKillSignal=NOPE"))
+    proc = verify(broken, BEAT)
+    assert "KillSignal" in proc.stdout + proc.stderr or "signal" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["pixcrawler-worker@crawl.service", FLOWER])
+def test_systemd_analyze_security_is_ok_or_better(fake_root: Path, name: str) -> None:
+    proc = subprocess.run(
+        [_analyze(), "security", "--offline=yes", f"--root={fake_root}", "--no-pager", name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", proc.stdout)
+    assert found, proc.stdout + proc.stderr
+    exposure, rating = float(found.group(1)), found.group(2)
+    # systemd's scale: <=1.9 OK/SAFE/PERFECT, then MEDIUM, EXPOSED, UNSAFE (10.0).
+    assert rating in ("PERFECT", "SAFE", "OK"), f"{name}: {exposure} {rating}"
