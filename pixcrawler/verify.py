@@ -1,0 +1,824 @@
+"""End-to-end verification of a deployment, run by an operator (or Ansible) on a host.
+
+It reads the same env file as the workers and exercises the real path a task takes:
+broker, result backend, live consumers per queue, a health check through each queue,
+and a crawl->validate chain on an image it serves itself. Every check is bounded by
+``--timeout`` (socket timeouts, ``result.get(timeout=...)`` and a thread join as the last
+resort), so a hung Redis yields FAIL lines, not a hung shell.
+
+It only ever touches its own messages: nothing is purged, no queue is drained, only its
+own task ids are awaited, forgotten, or (after a timeout) revoked. It leaves one image in
+the store: the test image is deterministic, so repeated runs store the same file.
+
+Secrets never reach the output: URLs are shown redacted and every detail line is
+scrubbed of the passwords found in the settings before it is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from secrets import token_hex
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import parse_qs, urlsplit
+
+from pixcrawler.celery_core.config import (
+    ENV_FILE_VARIABLE,
+    CelerySettings,
+    SettingsError,
+    env_name,
+    load_settings,
+)
+from pixcrawler.celery_core.queues import QUEUE_NAMES
+from pixcrawler.celery_core.redact import MASK, redact_url, strip_userinfo
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+    from celery.result import AsyncResult
+
+#: Where the Ansible role installs the workers' env file.
+DEFAULT_ENV_FILE = Path("/etc/pixcrawler/pixcrawler.env")
+
+HEALTH_TASK = "celery_core.health_check"
+CRAWL_TASK = "builder.tasks.crawl_task"
+VALIDATE_TASK = "validator.tasks.validate_task"
+ENVELOPE_SCHEMA = "pixcrawler.result/v1"
+
+PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+T = TypeVar("T")
+
+
+# --- settings source -----------------------------------------------------------------------
+
+
+def resolve_env_file(
+    cli_value: str | None, environ: Mapping[str, str], default: Path = DEFAULT_ENV_FILE
+) -> Path | None:
+    """``--env-file``, else ``$PIXCRAWLER_ENV_FILE``, else the installed file if present.
+
+    The order matches what a worker sees under systemd, so a check run by hand on a host
+    tests the configuration the workers really use.
+    """
+    if cli_value:
+        return Path(cli_value)
+    if environ.get(ENV_FILE_VARIABLE):
+        return Path(environ[ENV_FILE_VARIABLE])
+    return default if default.is_file() else None
+
+
+def load_operator_settings(
+    cli_value: str | None, default: Path = DEFAULT_ENV_FILE
+) -> tuple[CelerySettings, str]:
+    """Settings plus a description of their source; raises :class:`SettingsError`.
+
+    The chosen file is also exported as ``PIXCRAWLER_ENV_FILE`` so that any code that
+    calls ``get_settings()`` later in this process sees the same values.
+    """
+    environ = dict(os.environ)
+    env_file = resolve_env_file(cli_value, environ, default)
+    if env_file is not None:
+        environ[ENV_FILE_VARIABLE] = str(env_file)
+        os.environ[ENV_FILE_VARIABLE] = str(env_file)
+    settings = load_settings(environ)
+    source = f"env file {env_file}" if env_file else "process environment"
+    return settings, source
+
+
+def secrets_of(settings: CelerySettings) -> list[str]:
+    """Every password in the settings, longest first so overlapping ones mask fully."""
+    found: set[str] = set()
+    for url in (settings.broker_url, settings.result_backend):
+        for part in url.get_secret_value().split(";"):
+            try:
+                parsed = urlsplit(part)
+            except ValueError:
+                continue
+            if parsed.password:
+                found.add(parsed.password)
+            elif parsed.username and "@" in parsed.netloc and ":" not in parsed.netloc[:1]:
+                found.add(parsed.username)  # redis://secret@host is password-only
+            for value in parse_qs(parsed.query).get("password", []):
+                found.add(value)
+    if settings.sentinel_password is not None:
+        found.add(settings.sentinel_password.get_secret_value())
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    text = redact_url(text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+# --- results of checks ------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    ms: int
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status}  {self.name:<24}  {self.ms:>6}  {self.detail}"
+
+
+class CheckFailed(Exception):
+    """A check's verdict with an operator-readable reason (raised inside a check)."""
+
+
+class Skipped(Exception):
+    """The check cannot run here; the message says why and what to do."""
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    """One line an operator can act on, for Redis/kombu/Celery errors."""
+    import redis.exceptions
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for err in chain:
+        text = str(err).strip() or type(err).__name__
+        upper = text.upper()
+        if isinstance(err, redis.exceptions.AuthenticationError) or any(
+            marker in upper for marker in ("WRONGPASS", "NOAUTH", "AUTHENTICATION REQUIRED")
+        ):
+            return f"authentication failed: {text}"
+        if isinstance(err, redis.exceptions.NoPermissionError) or upper.startswith("NOPERM"):
+            return f"permission denied by the Redis ACL: {text}"
+        if isinstance(err, redis.exceptions.TimeoutError | TimeoutError | socket.timeout):
+            within = f" within {timeout:g} s" if timeout else ""
+            return f"no answer{within} (timeout): {text}"
+        if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
+            return f"cannot connect: {text}"
+    return f"{type(exc).__name__}: {str(exc).strip()}"
+
+
+def describe_task_error(value: Any) -> str:
+    code = getattr(value, "code", None)
+    message = getattr(value, "message", None)
+    if code and message is not None:
+        return f"{code}: {message}"
+    return f"{type(value).__name__}: {value}"
+
+
+# --- the image the chain crawls ------------------------------------------------------------
+
+
+def test_image(settings: CelerySettings) -> tuple[bytes, str]:
+    """A deterministic image the validator accepts under *settings*: (bytes, MIME type).
+
+    Deterministic so that repeated runs store one file (the store is content-addressed)
+    rather than one per run.
+    """
+    from PIL import Image
+
+    side = max(64, settings.validation_min_width, settings.validation_min_height)
+    formats = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+    allowed = [f for f in settings.validation_allowed_formats if f in formats]
+    if not allowed:
+        raise Skipped(
+            f"{env_name('validation_allowed_formats')} allows none of {', '.join(formats)}"
+        )
+    fmt = "PNG" if "PNG" in allowed else allowed[0]
+    image = Image.new("RGB", (side, side))
+    image.putdata([((x * 4) % 256, (y * 4) % 256, 128) for y in range(side) for x in range(side)])
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue(), formats[fmt]
+
+
+@contextmanager
+def serve_image(address: str, body: bytes, content_type: str) -> Iterator[tuple[str, list[int]]]:
+    """Serve *body* at one unguessable path for the duration of the block.
+
+    Yields the URL and a list that receives one entry per request served, so a failure
+    can say whether a worker reached the server at all.
+    """
+    path = f"/pixcrawler-verify-{token_hex(8)}.img"
+    hits: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != path:
+                self.send_error(404)
+                return
+            hits.append(1)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: stdout belongs to the check lines (and to --json)."""
+
+    server_class = ThreadingHTTPServer
+    if ":" in address:
+
+        class V6Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        server_class = V6Server
+    server = server_class((address, 0), Handler)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name="verify-http", daemon=True)
+    thread.start()
+    host = f"[{address}]" if ":" in address else address
+    try:
+        yield f"http://{host}:{port}{path}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- the Celery client -------------------------------------------------------------------------
+
+
+def client_app(settings: CelerySettings, io_timeout: float) -> Celery:
+    """A Celery client with the workers' configuration but short, bounded I/O.
+
+    Workers may wait 30 s on a socket and retry the result backend 20 times; a check
+    must give up within its budget, so this app overrides exactly those knobs.
+    """
+    from pixcrawler.celery_core import errors  # noqa: F401 - lets TaskError round-trip
+    from pixcrawler.celery_core.app import create_app
+
+    connect = min(settings.redis_connect_timeout, io_timeout)
+    app = create_app(settings)
+    transport = dict(app.conf.broker_transport_options or {})
+    transport.update(
+        socket_timeout=io_timeout,
+        socket_connect_timeout=connect,
+        retry_on_timeout=False,
+        max_retries=1,
+    )
+    app.conf.update(
+        broker_transport_options=transport,
+        result_backend_transport_options=dict(transport),
+        broker_connection_retry=False,
+        broker_connection_max_retries=1,
+        redis_socket_timeout=io_timeout,
+        redis_socket_connect_timeout=connect,
+        redis_retry_on_timeout=False,
+        result_backend_always_retry=False,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+    )
+    return app
+
+
+def ping_broker(app: Celery) -> str:
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0)
+        client = cast("redis.Redis", conn.default_channel.client)  # type: ignore[attr-defined]
+        client.ping()
+        info = client.info("server")
+    return f"Redis {info.get('redis_version', '?')}"
+
+
+def ping_backend(app: Celery) -> str:
+    client = cast("redis.Redis", app.backend.client)  # type: ignore[attr-defined]
+    client.ping()
+    info = client.info("server")
+    return f"Redis {info.get('redis_version', '?')}"
+
+
+def active_consumers(app: Celery, timeout: float) -> dict[str, list[str]]:
+    """queue -> worker node names consuming it, from the workers' own answers."""
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    consumers: dict[str, list[str]] = {}
+    for node, queues in sorted(replies.items()):
+        for queue in queues or []:
+            name = queue.get("name") if isinstance(queue, dict) else None
+            if name:
+                consumers.setdefault(str(name), []).append(str(node))
+    return consumers
+
+
+def local_names() -> set[str]:
+    hostname = socket.gethostname()
+    return {"localhost", hostname, hostname.split(".")[0], socket.getfqdn()}
+
+
+def revoke(app: Celery, ids: Sequence[str]) -> None:
+    """Tell workers to drop our own late messages; never touches anyone else's."""
+    if ids:
+        with suppress(Exception):
+            app.control.revoke(list(ids))
+
+
+def forget(results: Sequence[AsyncResult[Any]]) -> None:
+    for result in results:
+        with suppress(Exception):
+            result.forget()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    queues: tuple[str, ...]
+    timeout: float
+    inspect_timeout: float
+    serve_address: str
+    image_url: str | None
+    strict: bool
+    as_json: bool
+
+
+class Verifier:
+    """Runs the checks in order, each within what is left of the overall timeout."""
+
+    def __init__(
+        self,
+        settings: CelerySettings,
+        options: Options,
+        emit: Callable[[Check], None],
+        started: float,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.emit = emit
+        self.deadline = started + options.timeout
+        self.secrets = secrets_of(settings)
+        self.checks: list[Check] = []
+        # Short enough that a hung Redis leaves time for the remaining checks.
+        self.io_timeout = min(settings.redis_socket_timeout, max(1.0, options.timeout / 4))
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def record(self, name: str, status: str, ms: float, detail: str) -> Check:
+        check = Check(name, status, round(ms), scrub(detail, self.secrets))
+        self.checks.append(check)
+        self.emit(check)
+        return check
+
+    def bounded(self, fn: Callable[[], T]) -> T:
+        """Run *fn* in a thread and stop waiting when the overall timeout is reached.
+
+        Socket timeouts normally end a stuck call first; this is the guarantee for the
+        cases they miss (a DNS lookup, a TLS handshake, a library retry loop).
+        """
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="verify-check", daemon=True)
+        thread.start()
+        thread.join(max(0.0, self.remaining()) + 0.5)
+        if thread.is_alive():
+            raise CheckFailed(f"did not finish within the --timeout of {self.options.timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+    def step(self, name: str, fn: Callable[[], str]) -> bool:
+        """Run one check; True if it passed."""
+        if self.remaining() <= 0:
+            self.record(
+                name, FAIL, 0, f"not run: the --timeout of {self.options.timeout:g} s was used up"
+            )
+            return False
+        start = time.monotonic()
+        try:
+            detail = self.bounded(fn)
+        except Skipped as exc:
+            self.record(name, SKIP, (time.monotonic() - start) * 1000, str(exc))
+            return False
+        except CheckFailed as exc:
+            self.record(name, FAIL, (time.monotonic() - start) * 1000, str(exc))
+            return False
+        except Exception as exc:
+            detail = describe_error(exc, self.io_timeout)
+            self.record(name, FAIL, (time.monotonic() - start) * 1000, detail)
+            return False
+        self.record(name, PASS, (time.monotonic() - start) * 1000, detail)
+        return True
+
+    def skip(self, name: str, reason: str) -> None:
+        self.record(name, SKIP, 0, reason)
+
+    def run(self, source: str) -> list[Check]:
+        s = self.settings
+        self.record(
+            "settings",
+            PASS,
+            0,
+            f"from {source}; broker {redact_url(s.broker_url.get_secret_value())}, "
+            f"results {redact_url(s.result_backend.get_secret_value())}",
+        )
+        app = client_app(s, self.io_timeout)
+        broker_url = redact_url(s.broker_url.get_secret_value())
+        backend_url = redact_url(s.result_backend.get_secret_value())
+
+        broker_ok = self.step("broker", lambda: f"{broker_url} answers: {ping_broker(app)}")
+        backend_ok = self.step(
+            "result_backend", lambda: f"{backend_url} answers: {ping_backend(app)}"
+        )
+        consumers = self.check_consumers(app, broker_ok)
+        self.check_health(app, broker_ok, backend_ok, consumers)
+        self.check_chain(app, broker_ok, backend_ok, consumers)
+        return self.checks
+
+    def check_consumers(self, app: Celery, broker_ok: bool) -> dict[str, list[str]] | None:
+        queues = self.options.queues
+        if not broker_ok:
+            for queue in queues:
+                self.skip(f"consumers[{queue}]", "broker unreachable")
+            return None
+        start = time.monotonic()
+        wait = max(0.1, min(self.options.inspect_timeout, self.remaining()))
+        try:
+            consumers = self.bounded(lambda: active_consumers(app, wait))
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, CheckFailed) else describe_error(exc, wait)
+            for queue in queues:
+                self.record(f"consumers[{queue}]", FAIL, (time.monotonic() - start) * 1000, detail)
+            return None
+        ms = (time.monotonic() - start) * 1000
+        for queue in queues:
+            nodes = consumers.get(queue, [])
+            if nodes:
+                self.record(
+                    f"consumers[{queue}]", PASS, ms, f"{len(nodes)} worker(s): {', '.join(nodes)}"
+                )
+            else:
+                answered = len({n for ns in consumers.values() for n in ns})
+                self.record(
+                    f"consumers[{queue}]",
+                    FAIL,
+                    ms,
+                    f"no live worker consumes {queue!r} ({answered} worker(s) answered "
+                    f"within {wait:g} s); start one with -Q {queue}",
+                )
+        return consumers
+
+    def check_health(
+        self,
+        app: Celery,
+        broker_ok: bool,
+        backend_ok: bool,
+        consumers: dict[str, list[str]] | None,
+    ) -> None:
+        targets: list[str] = []
+        for queue in self.options.queues:
+            name = f"health_check[{queue}]"
+            if not broker_ok:
+                self.skip(name, "broker unreachable")
+            elif not backend_ok:
+                self.skip(name, "result backend unreachable")
+            elif consumers is not None and not consumers.get(queue):
+                # Publishing would leave a message that nobody takes.
+                self.skip(name, f"not dispatched: no consumer on {queue!r}")
+            elif self.remaining() <= 0:
+                self.record(name, FAIL, 0, "not run: the --timeout was used up")
+            else:
+                targets.append(queue)
+        if not targets:
+            return
+        start = time.monotonic()
+        try:
+            outcomes = self.bounded(lambda: self.round_trips(app, targets))
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, CheckFailed) else describe_error(exc)
+            for queue in targets:
+                self.record(
+                    f"health_check[{queue}]", FAIL, (time.monotonic() - start) * 1000, detail
+                )
+            return
+        for queue in targets:
+            status, ms, detail = outcomes[queue]
+            self.record(f"health_check[{queue}]", status, ms, detail)
+
+    def round_trips(self, app: Celery, queues: list[str]) -> dict[str, tuple[str, float, str]]:
+        """Dispatch a health check to every queue first, then collect each answer."""
+        sent: dict[str, tuple[AsyncResult[Any], float]] = {}
+        outcomes: dict[str, tuple[str, float, str]] = {}
+        for queue in queues:
+            began = time.monotonic()
+            try:
+                sent[queue] = (app.send_task(HEALTH_TASK, queue=queue), began)
+            except Exception as exc:
+                outcomes[queue] = (FAIL, 0.0, f"publish failed: {describe_error(exc)}")
+        late: list[str] = []
+        for queue, (result, began) in sent.items():
+            wait = max(0.1, self.remaining() - 0.2)
+            try:
+                value = result.get(timeout=wait, propagate=False)
+            except Exception as exc:
+                late.append(str(result.id))
+                reason = describe_error(exc, wait)
+                if type(exc).__name__ == "TimeoutError" and "celery" in type(exc).__module__:
+                    reason = f"no result within {wait:.1f} s (task {result.id} revoked)"
+                outcomes[queue] = (FAIL, (time.monotonic() - began) * 1000, reason)
+                continue
+            ms = (time.monotonic() - began) * 1000
+            status, detail = judge_health(result, value, queue)
+            outcomes[queue] = (status, ms, detail)
+            forget([result])
+        revoke(app, late)
+        return outcomes
+
+    def check_chain(
+        self,
+        app: Celery,
+        broker_ok: bool,
+        backend_ok: bool,
+        consumers: dict[str, list[str]] | None,
+    ) -> None:
+        name = "crawl_validate_chain"
+        if not broker_ok:
+            return self.skip(name, "broker unreachable")
+        if not backend_ok:
+            return self.skip(name, "result backend unreachable")
+        for queue in ("crawl", "validation"):
+            if consumers is not None and not consumers.get(queue):
+                return self.skip(name, f"no consumer on {queue!r}")
+        self.step(name, lambda: self.crawl_validate(app, consumers))
+        return None
+
+    def crawl_validate(self, app: Celery, consumers: dict[str, list[str]] | None) -> str:
+        if self.options.image_url:
+            return self.run_chain(app, self.options.image_url, None)
+        address = ip_address(self.options.serve_address)
+        refusal = self.serve_refusal(address, consumers)
+        if refusal:
+            raise Skipped(refusal)
+        body, content_type = test_image(self.settings)
+        with serve_image(str(address), body, content_type) as (url, hits):
+            return self.run_chain(app, url, hits)
+
+    def serve_refusal(
+        self, address: IPv4Address | IPv6Address, consumers: dict[str, list[str]] | None
+    ) -> str | None:
+        """Why the workers could not fetch from *address*, or None if they can."""
+        from pixcrawler.builder.fetch import is_forbidden
+
+        if is_forbidden(address, self.settings.crawl_allowed_networks):
+            return (
+                f"workers refuse {address}: it is not public and not in "
+                f"{env_name('crawl_allowed_networks')}; pass --image-url with a URL the "
+                "crawl workers may fetch, or --serve-address with an allowed address"
+            )
+        if address.is_loopback and consumers is not None:
+            local = local_names()
+            remote = [n for n in consumers.get("crawl", []) if n.partition("@")[2] not in local]
+            if remote:
+                return (
+                    f"crawl workers on other hosts ({', '.join(remote)}) cannot reach "
+                    f"{address} here; pass --serve-address with this host's address or "
+                    "--image-url with a URL they can reach"
+                )
+        return None
+
+    def run_chain(self, app: Celery, url: str, hits: list[int] | None) -> str:
+        from celery import chain
+        from celery.result import AsyncResult
+
+        workflow = chain(app.signature(CRAWL_TASK, args=(url,)), app.signature(VALIDATE_TASK))
+        result = workflow.apply_async()
+        crawl = result.parent if isinstance(result.parent, AsyncResult) else None
+        mine = [r for r in (crawl, result) if r is not None]
+        wait = max(0.1, self.remaining() - 0.2)
+        try:
+            value = result.get(timeout=wait, propagate=False)
+        except Exception as exc:
+            revoke(app, [str(r.id) for r in mine])
+            served = "" if hits is None else f"; the image was fetched {len(hits)} time(s)"
+            if type(exc).__name__ == "TimeoutError" and "celery" in type(exc).__module__:
+                state = crawl.state if crawl is not None else "?"
+                raise CheckFailed(
+                    f"no result within {wait:.1f} s (crawl state {state}{served}; tasks revoked)"
+                ) from None
+            raise
+        try:
+            return judge_chain(result, crawl, value, url)
+        finally:
+            forget(mine)
+
+
+def judge_health(result: AsyncResult[Any], value: Any, queue: str) -> tuple[str, str]:
+    if result.failed():
+        return FAIL, f"task failed: {describe_task_error(value)}"
+    if not isinstance(value, dict) or value.get("schema") != ENVELOPE_SCHEMA:
+        return FAIL, f"unexpected result (not a {ENVELOPE_SCHEMA} envelope)"
+    data = value.get("data") or {}
+    answered_from = data.get("queue")
+    if answered_from != queue:
+        return FAIL, f"sent to {queue!r} but executed from {answered_from!r}"
+    versions = data.get("versions") or {}
+    return PASS, (
+        f"answered by {data.get('hostname')} (pid {data.get('pid')}, "
+        f"pixcrawler {versions.get('pixcrawler')}, celery {versions.get('celery')})"
+    )
+
+
+def judge_chain(
+    result: AsyncResult[Any], crawl: AsyncResult[Any] | None, value: Any, url: str
+) -> str:
+    shown = strip_userinfo(url)
+    if result.failed():
+        crawl_failed = crawl is not None and crawl.failed()
+        stage = "crawl" if crawl_failed else "validation"
+        reason = describe_task_error(value)
+        if stage == "validation" and getattr(value, "code", None) == "missing_file":
+            reason += f" (crawl and validation workers must share {env_name('storage_dir')})"
+        raise CheckFailed(f"{stage} of {shown} failed: {reason}")
+    data = value.get("data") if isinstance(value, dict) else None
+    outcomes = data.get("outcomes") if isinstance(data, dict) else None
+    if not outcomes:
+        raise CheckFailed(f"unexpected validation result (not a {ENVELOPE_SCHEMA} envelope)")
+    first = outcomes[0]
+    if first.get("status") not in ("valid", "duplicate"):
+        raise CheckFailed(f"validation rejected the image: {first.get('message')}")
+    seen = " (seen by an earlier run)" if first["status"] == "duplicate" else ""
+    return (
+        f"{shown} crawled to {first.get('path')} and validated: {first.get('format')} "
+        f"{first.get('width')}x{first.get('height')}{seen}"
+    )
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _queue_list(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(q.strip() for q in value.split(",") if q.strip()))
+    unknown = [q for q in names if q not in QUEUE_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown queue(s) {', '.join(unknown) or '(none given)'}; "
+            f"known queues: {', '.join(QUEUE_NAMES)}"
+        )
+    return names
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def _serve_address(value: str) -> str:
+    try:
+        address = ip_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address") from None
+    if address.is_unspecified:
+        raise argparse.ArgumentTypeError(
+            "give the address the crawl workers should connect to, not a wildcard"
+        )
+    return str(address)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``pixcrawler verify`` and ``scripts/test_celery_redis.py``."""
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help=f"settings file (default: ${ENV_FILE_VARIABLE}, else {DEFAULT_ENV_FILE} if it "
+        "exists, else the process environment)",
+    )
+    parser.add_argument(
+        "--queues",
+        type=_queue_list,
+        default=QUEUE_NAMES,
+        metavar="Q1,Q2",
+        help=f"queues that must have consumers (default: all of {','.join(QUEUE_NAMES)})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="bound on the whole run (default: 30)",
+    )
+    parser.add_argument(
+        "--inspect-timeout",
+        type=_positive,
+        default=1.5,
+        metavar="SECONDS",
+        help="how long to wait for workers to report their queues (default: 1.5)",
+    )
+    parser.add_argument(
+        "--serve-address",
+        type=_serve_address,
+        default="127.0.0.1",
+        metavar="IP",
+        help="address to serve the chain's test image on (default: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--image-url",
+        metavar="URL",
+        help="crawl this image instead of serving one (multi-host setups)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="treat SKIP as failure in the exit code"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _printer(as_json: bool) -> Callable[[Check], None]:
+    def emit(check: Check) -> None:
+        if not as_json:
+            print(check.line(), flush=True)
+
+    return emit
+
+
+def _exit_code(checks: Sequence[Check], strict: bool) -> int:
+    bad = {FAIL, SKIP} if strict else {FAIL}
+    return EXIT_FAILED if any(c.status in bad for c in checks) else EXIT_OK
+
+
+def _report(checks: Sequence[Check], code: int, as_json: bool) -> None:
+    if as_json:
+        document = {"ok": code == EXIT_OK, "checks": [asdict(c) for c in checks]}
+        print(json.dumps(document, indent=2), flush=True)
+        return
+    counts = {s: sum(c.status == s for c in checks) for s in (PASS, FAIL, SKIP)}
+    verdict = "OK" if code == EXIT_OK else "FAILED"
+    print(
+        f"{verdict}: {counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped",
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the checks for parsed *args*; the process exit code."""
+    started = time.monotonic()
+    # Library warnings must not interleave with the check lines or the JSON document.
+    logging.getLogger().addHandler(logging.NullHandler())
+    options = Options(
+        queues=tuple(args.queues),
+        timeout=args.timeout,
+        inspect_timeout=args.inspect_timeout,
+        serve_address=args.serve_address,
+        image_url=args.image_url,
+        strict=args.strict,
+        as_json=args.json,
+    )
+    emit = _printer(options.as_json)
+    try:
+        settings, source = load_operator_settings(args.env_file)
+    except SettingsError as exc:
+        check = Check("settings", FAIL, round((time.monotonic() - started) * 1000), str(exc))
+        if options.as_json:
+            _report([check], EXIT_USAGE, True)
+        else:
+            print(check.line(), file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    checks = Verifier(settings, options, emit, started).run(source)
+    code = _exit_code(checks, options.strict)
+    _report(checks, code, options.as_json)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="test_celery_redis.py",
+        description="Verify a PixCrawler deployment: broker, result backend, consumers, "
+        "a task through every queue and a crawl->validate chain.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
