@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import RedisServer, Worker, settings_env
+from tests.http_fixtures import LoopbackHTTPServer, serving
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="pixcrawler-tests-"))
 REDIS_PASSWORD = "test-" + secrets.token_hex(12)
@@ -60,3 +61,10 @@ def worker(worker_env: dict[str, str], storage_dir: Path) -> Iterator[Worker]:
     yield w
     w.stop()
     w.kill()
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[LoopbackHTTPServer]:
+    """The loopback HTTP server crawls are pointed at (127.0.0.1 only)."""
+    with serving() as server:
+        yield server

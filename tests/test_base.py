@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from pixcrawler.celery_core.config import get_settings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.celery_core.tasks import health_check
 from tests import images
-from tests.http_fixtures import LoopbackHTTPServer, Route, serving
+from tests.http_fixtures import LoopbackHTTPServer, Route
 
 
 @pytest.mark.parametrize(("base", "maximum"), [(2.0, 600.0), (0.2, 2.0), (1.0, 1.0)])
@@ -116,9 +115,8 @@ def test_health_check_called_directly() -> None:
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[LoopbackHTTPServer]:
-    with serving() as server:
-        yield server
+def http(http_server: LoopbackHTTPServer) -> LoopbackHTTPServer:
+    return http_server
 
 
 def test_crawl_task_called_directly(http: LoopbackHTTPServer) -> None:

@@ -6,7 +6,6 @@ asked about beyond that is an IP literal, so no name is ever looked up over the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pixcrawler.celery_core.errors import TaskError, TransientError
 from pixcrawler.storage import TEMP_PREFIX, iter_store
 from pixcrawler.validator.images import inspect_image
 from tests import images
-from tests.http_fixtures import LoopbackHTTPServer, Route, serving
+from tests.http_fixtures import LoopbackHTTPServer, Route
 
 LOOPBACK: list[Network] = [ip_network("127.0.0.0/8")]
 
@@ -168,9 +167,8 @@ def test_inspect_refuses_formats_not_listed(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[LoopbackHTTPServer]:
-    with serving() as server:
-        yield server
+def http(http_server: LoopbackHTTPServer) -> LoopbackHTTPServer:
+    return http_server
 
 
 def _leftovers(root: Path) -> list[str]:
