@@ -138,7 +138,7 @@ class Check:
     detail: str
 
     def line(self) -> str:
-        return f"{self.status}  {self.name:<24}  {self.ms:>6}  {self.detail}"
+        return f"{self.status}  {self.name:<26}  {self.ms:>6}  {self.detail}"
 
 
 class CheckFailed(Exception):
@@ -244,7 +244,9 @@ def serve_image(address: str, body: bytes, content_type: str) -> Iterator[tuple[
     server = server_class((address, 0), Handler)
     server.daemon_threads = True
     port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="verify-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="verify-http", daemon=True
+    )
     thread.start()
     host = f"[{address}]" if ":" in address else address
     try:
@@ -405,8 +407,8 @@ class Verifier:
             raise box["error"]
         return box["value"]  # type: ignore[no-any-return]
 
-    def step(self, name: str, fn: Callable[[], str]) -> bool:
-        """Run one check; True if it passed."""
+    def step(self, name: str, fn: Callable[[], str], target: str = "") -> bool:
+        """Run one check; True if it passed. *target* prefixes an error's description."""
         if self.remaining() <= 0:
             self.record(
                 name, FAIL, 0, f"not run: the --timeout of {self.options.timeout:g} s was used up"
@@ -423,6 +425,8 @@ class Verifier:
             return False
         except Exception as exc:
             detail = describe_error(exc, self.io_timeout)
+            if target:
+                detail = f"{target}: {detail}"
             self.record(name, FAIL, (time.monotonic() - start) * 1000, detail)
             return False
         self.record(name, PASS, (time.monotonic() - start) * 1000, detail)
@@ -444,9 +448,11 @@ class Verifier:
         broker_url = redact_url(s.broker_url.get_secret_value())
         backend_url = redact_url(s.result_backend.get_secret_value())
 
-        broker_ok = self.step("broker", lambda: f"{broker_url} answers: {ping_broker(app)}")
+        broker_ok = self.step(
+            "broker", lambda: f"{broker_url} answers: {ping_broker(app)}", broker_url
+        )
         backend_ok = self.step(
-            "result_backend", lambda: f"{backend_url} answers: {ping_backend(app)}"
+            "result_backend", lambda: f"{backend_url} answers: {ping_backend(app)}", backend_url
         )
         consumers = self.check_consumers(app, broker_ok)
         self.check_health(app, broker_ok, backend_ok, consumers)
@@ -457,7 +463,7 @@ class Verifier:
         queues = self.options.queues
         if not broker_ok:
             for queue in queues:
-                self.skip(f"consumers[{queue}]", "broker unreachable")
+                self.skip(f"consumers[{queue}]", "broker check failed")
             return None
         start = time.monotonic()
         wait = max(0.1, min(self.options.inspect_timeout, self.remaining()))
@@ -497,9 +503,9 @@ class Verifier:
         for queue in self.options.queues:
             name = f"health_check[{queue}]"
             if not broker_ok:
-                self.skip(name, "broker unreachable")
+                self.skip(name, "broker check failed")
             elif not backend_ok:
-                self.skip(name, "result backend unreachable")
+                self.skip(name, "result backend check failed")
             elif consumers is not None and not consumers.get(queue):
                 # Publishing would leave a message that nobody takes.
                 self.skip(name, f"not dispatched: no consumer on {queue!r}")
@@ -561,9 +567,9 @@ class Verifier:
     ) -> None:
         name = "crawl_validate_chain"
         if not broker_ok:
-            return self.skip(name, "broker unreachable")
+            return self.skip(name, "broker check failed")
         if not backend_ok:
-            return self.skip(name, "result backend unreachable")
+            return self.skip(name, "result backend check failed")
         for queue in ("crawl", "validation"):
             if consumers is not None and not consumers.get(queue):
                 return self.skip(name, f"no consumer on {queue!r}")

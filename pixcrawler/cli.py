@@ -1,0 +1,138 @@
+"""``pixcrawler``: the operator's command (config check/show/queues, verify).
+
+Ansible calls these too: ``config check`` gates a restart on a valid env file and
+``config queues --json`` lets a play compare an inventory's queue names with
+:data:`pixcrawler.celery_core.queues.QUEUES`, so the queue table has one source of truth.
+Configuration errors exit with 2 and the :class:`SettingsError` text, never a traceback
+and never a value (a broker URL carries a password).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pixcrawler import __version__, verify
+from pixcrawler.celery_core.config import SettingsError
+from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _settings_or_exit(env_file: str | None) -> Any:
+    try:
+        settings, _source = verify.load_operator_settings(env_file)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return settings
+
+
+def config_check(args: argparse.Namespace) -> int:
+    _settings_or_exit(args.env_file)
+    print("configuration OK")
+    return EXIT_OK
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def config_show(args: argparse.Namespace) -> int:
+    shown: dict[str, Any] = _settings_or_exit(args.env_file).display()
+    if args.json:
+        print(json.dumps(shown, indent=2, sort_keys=True))
+    else:
+        for key, value in shown.items():
+            print(f"{key}={_text_value(value)}")
+    return EXIT_OK
+
+
+def queue_table() -> dict[str, Any]:
+    return {
+        "default_queue": DEFAULT_QUEUE,
+        "priority_steps": list(PRIORITY_STEPS),
+        "queues": [
+            {
+                "name": q.name,
+                "redis_priority": q.redis_priority,
+                "patterns": list(q.patterns),
+                "description": q.description,
+            }
+            for q in QUEUES
+        ],
+    }
+
+
+def config_queues(args: argparse.Namespace) -> int:
+    table = queue_table()
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return EXIT_OK
+    rows = [("QUEUE", "REDIS PRIORITY", "TASKS", "DESCRIPTION")]
+    for q in table["queues"]:
+        patterns = ", ".join(q["patterns"]) or f"(unrouted tasks: {DEFAULT_QUEUE})"
+        rows.append((q["name"], str(q["redis_priority"]), patterns, q["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        print("  ".join([*cells, row[3]]))
+    print("(Redis serves priority 0 first.)")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixcrawler", description="PixCrawler operator commands.")
+    parser.add_argument("--version", action="version", version=f"pixcrawler {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    env_file = argparse.ArgumentParser(add_help=False)
+    env_file.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="settings file (default: $PIXCRAWLER_ENV_FILE, else "
+        f"{verify.DEFAULT_ENV_FILE} if it exists, else the process environment)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", parents=[env_file], help="validate the settings; exit 2 naming each problem"
+    )
+    check.set_defaults(handler=config_check)
+    show = config_commands.add_parser(
+        "show", parents=[env_file, as_json], help="effective settings, secrets redacted"
+    )
+    show.set_defaults(handler=config_show)
+    queues = config_commands.add_parser(
+        "queues", parents=[as_json], help="the queue table every component routes by"
+    )
+    queues.set_defaults(handler=config_queues)
+
+    check_run = commands.add_parser(
+        "verify",
+        help="check broker, backend, consumers and a task through every queue",
+        description=verify.build_parser().description,
+    )
+    verify.add_arguments(check_run)
+    check_run.set_defaults(handler=verify.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
