@@ -36,9 +36,10 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
     """Route by task name (the seed's contract) and stamp the queue's Redis priority.
 
     An explicit ``queue=`` or ``priority=`` from the caller still wins: Celery merges
-    route options under the caller's own. No routing key is returned, so Celery takes it
-    from whichever queue won; a pattern's key with a caller's queue would match no
-    binding, and kombu on Redis would drop the message into its dead-letter list.
+    route options under the caller's own. The priority follows the queue that won, so a
+    crawl task sent by hand to ``maintenance`` lands in maintenance's bucket instead of
+    jumping ahead of validation work with crawl's; no routing key is returned, so Celery
+    takes the winning queue's own.
     """
     explicit = (options or {}).get("queue")
     explicit_name = getattr(explicit, "name", explicit)
