@@ -38,6 +38,12 @@ def _retry_lines(worker: Worker, task_id: str) -> list[str]:
     ]
 
 
+def _parent(result: AsyncResult[Any]) -> AsyncResult[Any]:
+    parent = result.parent
+    assert isinstance(parent, AsyncResult)
+    return parent
+
+
 def _failure(result: AsyncResult[Any]) -> TaskError:
     result.get(timeout=TIMEOUT, propagate=False)
     assert result.state == "FAILURE", result.state
@@ -67,7 +73,7 @@ def test_seed_chain_crawl_then_validate(
     with open(path, "rb") as f:
         assert f.read() == body
 
-    crawled = result.parent.get(timeout=TIMEOUT)
+    crawled = _parent(result).get(timeout=TIMEOUT)
     assert crawled["task"] == "builder.tasks.crawl_task"
     assert crawled["queue"] == "crawl"
     assert crawled["retries"] == 0
@@ -92,7 +98,7 @@ def test_same_content_from_two_crawls_is_a_duplicate(
     assert second_data["outcomes"][0]["duplicate_of"] == first.id
     assert (second_data["valid"], second_data["duplicates"]) == ([], 1)
     # Stored once, content-addressed.
-    assert second.parent.get(timeout=TIMEOUT)["data"]["outcomes"][0]["already_stored"] is True
+    assert _parent(second).get(timeout=TIMEOUT)["data"]["outcomes"][0]["already_stored"] is True
 
 
 def test_validating_again_in_the_same_task_is_not_a_duplicate(
@@ -212,7 +218,7 @@ def test_permanent_validation_failures(
     result = chain(crawl_task.s(url), validate_task.s()).apply_async()
     error = _failure(result)
     assert error.code == code
-    assert result.parent.state == "SUCCESS"  # the download itself was fine
+    assert _parent(result).state == "SUCCESS"  # the download itself was fine
     assert _retry_lines(worker, result.id) == []
 
 
