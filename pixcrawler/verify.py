@@ -33,7 +33,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pixcrawler.celery_core.config import (
     ENV_FILE_VARIABLE,
@@ -101,7 +101,10 @@ def load_operator_settings(
 
 
 def secrets_of(settings: CelerySettings) -> list[str]:
-    """Every password in the settings, longest first so overlapping ones mask fully."""
+    """Every password in the settings, as written and decoded, longest first.
+
+    Longest first so that a password containing another one is masked whole.
+    """
     found: set[str] = set()
     for url in (settings.broker_url, settings.result_backend):
         for part in url.get_secret_value().split(";"):
@@ -109,12 +112,9 @@ def secrets_of(settings: CelerySettings) -> list[str]:
                 parsed = urlsplit(part)
             except ValueError:
                 continue
-            if parsed.password:
-                found.add(parsed.password)
-            elif parsed.username and "@" in parsed.netloc and ":" not in parsed.netloc[:1]:
-                found.add(parsed.username)  # redis://secret@host is password-only
-            for value in parse_qs(parsed.query).get("password", []):
-                found.add(value)
+            candidates = [parsed.password or "", *parse_qs(parsed.query).get("password", [])]
+            for value in candidates:
+                found.update({value, unquote(value)})
     if settings.sentinel_password is not None:
         found.add(settings.sentinel_password.get_secret_value())
     return sorted((s for s in found if s), key=len, reverse=True)
@@ -531,6 +531,8 @@ class Verifier:
 
     def round_trips(self, app: Celery, queues: list[str]) -> dict[str, tuple[str, float, str]]:
         """Dispatch a health check to every queue first, then collect each answer."""
+        from celery.exceptions import TimeoutError as ResultTimeout
+
         sent: dict[str, tuple[AsyncResult[Any], float]] = {}
         outcomes: dict[str, tuple[str, float, str]] = {}
         for queue in queues:
@@ -547,7 +549,7 @@ class Verifier:
             except Exception as exc:
                 late.append(str(result.id))
                 reason = describe_error(exc, wait)
-                if type(exc).__name__ == "TimeoutError" and "celery" in type(exc).__module__:
+                if isinstance(exc, ResultTimeout):
                     reason = f"no result within {wait:.1f} s (task {result.id} revoked)"
                 outcomes[queue] = (FAIL, (time.monotonic() - began) * 1000, reason)
                 continue
@@ -612,6 +614,7 @@ class Verifier:
 
     def run_chain(self, app: Celery, url: str, hits: list[int] | None) -> str:
         from celery import chain
+        from celery.exceptions import TimeoutError as ResultTimeout
         from celery.result import AsyncResult
 
         workflow = chain(app.signature(CRAWL_TASK, args=(url,)), app.signature(VALIDATE_TASK))
@@ -624,7 +627,7 @@ class Verifier:
         except Exception as exc:
             revoke(app, [str(r.id) for r in mine])
             served = "" if hits is None else f"; the image was fetched {len(hits)} time(s)"
-            if type(exc).__name__ == "TimeoutError" and "celery" in type(exc).__module__:
+            if isinstance(exc, ResultTimeout):
                 state = crawl.state if crawl is not None else "?"
                 raise CheckFailed(
                     f"no result within {wait:.1f} s (crawl state {state}{served}; tasks revoked)"

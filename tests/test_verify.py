@@ -1,0 +1,397 @@
+"""The operator's verification script, run as a subprocess against real Redis and workers.
+
+This module starts its own redis-server (so it can be stopped or given the wrong
+password without disturbing the session's) and its own workers. The script only ever
+gets an env file, as on a host; nothing secret is on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from pixcrawler import verify
+from pixcrawler.celery_core.config import load_settings
+from pixcrawler.celery_core.queues import QUEUE_NAMES
+from tests.harness import REPO, RedisServer, Worker, running, settings_env
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = REPO / "scripts" / "test_celery_redis.py"
+LINE = re.compile(r"^(PASS|FAIL|SKIP)  (\S+) +(\d+)  (.*)$")
+#: Guard against a hung script; the script's own --timeout is what is being tested.
+HANG_GUARD = 90
+
+ALL_NAMES = [
+    "settings",
+    "broker",
+    "result_backend",
+    *(f"consumers[{q}]" for q in QUEUE_NAMES),
+    *(f"health_check[{q}]" for q in QUEUE_NAMES),
+    "crawl_validate_chain",
+]
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("verify-redis"), "vfy-" + secrets.token_hex(12))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("verify-store")
+
+
+@pytest.fixture(scope="module")
+def env(own_redis: RedisServer, store: Path) -> dict[str, str]:
+    return settings_env(own_redis, store)
+
+
+@pytest.fixture(scope="module")
+def env_file(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_env_file(tmp_path_factory.mktemp("verify-env") / "pixcrawler.env", env)
+
+
+@pytest.fixture(scope="module")
+def three_queue_worker(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """Consumes everything but ``maintenance``: the all-in-one tests add that queue."""
+    logs = tmp_path_factory.mktemp("verify-logs")
+    with running(Worker(env, "crawl,validation,default", logdir=logs)) as worker:
+        yield worker
+
+
+@pytest.fixture
+def maintenance_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    with running(Worker(env, "maintenance", logdir=tmp_path, concurrency=1)) as worker:
+        yield worker
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def write_env_file(path: Path, env: Mapping[str, str], **overrides: str) -> Path:
+    values = {k: v for k, v in env.items() if k.startswith("PIXCRAWLER_CELERY_")}
+    values.update({f"PIXCRAWLER_CELERY_{k.upper()}": v for k, v in overrides.items()})
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return path
+
+
+def operator_env() -> dict[str, str]:
+    """A shell without PixCrawler variables, as an operator's login would be."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}
+
+
+def run_script(
+    *args: str, script: Path = SCRIPT, cwd: Path = REPO, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(env if env is not None else operator_env()),
+        timeout=HANG_GUARD,
+        check=False,
+    )
+
+
+def checks_of(proc: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    try:
+        document = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"stdout is not JSON:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    assert set(document) == {"ok", "checks"}
+    return {c["name"]: c for c in document["checks"]}
+
+
+def statuses(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    return {name: c["status"] for name, c in checks_of(proc).items()}
+
+
+def explain(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+# --- a working deployment -----------------------------------------------------------------------
+
+
+def test_queue_without_consumer_fails_that_check(
+    env_file: Path, three_queue_worker: Worker, store: Path
+) -> None:
+    proc = run_script("--env-file", str(env_file), "--json")
+
+    assert proc.returncode == 1, explain(proc)
+    assert json.loads(proc.stdout)["ok"] is False
+    got = statuses(proc)
+    assert got["consumers[maintenance]"] == "FAIL"
+    assert "maintenance" in checks_of(proc)["consumers[maintenance]"]["detail"]
+    # Nothing is published where nobody would take it.
+    assert got["health_check[maintenance]"] == "SKIP"
+    assert {n: s for n, s in got.items() if "maintenance" not in n} == {
+        n: "PASS" for n in ALL_NAMES if "maintenance" not in n
+    }
+
+
+def test_all_in_one_passes_every_check(
+    env_file: Path, three_queue_worker: Worker, maintenance_worker: Worker, store: Path
+) -> None:
+    proc = run_script("--env-file", str(env_file), "--json")
+
+    assert proc.returncode == 0, explain(proc)
+    assert json.loads(proc.stdout)["ok"] is True
+    checks = checks_of(proc)
+    assert list(checks) == ALL_NAMES
+    assert {c["status"] for c in checks.values()} == {"PASS"}, explain(proc)
+    assert maintenance_worker.name in checks["health_check[maintenance]"]["detail"]
+    assert three_queue_worker.name in checks["health_check[crawl]"]["detail"]
+    # The chain really downloaded the image into the workers' store.
+    stored = re.search(r"crawled to (\S+)", checks["crawl_validate_chain"]["detail"])
+    assert stored is not None
+    path = Path(stored.group(1))
+    assert path.parent.parent == store
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_text_report_one_line_per_check(
+    env_file: Path, three_queue_worker: Worker, store: Path
+) -> None:
+    proc = run_script("--env-file", str(env_file), "--queues", "crawl,validation")
+
+    assert proc.returncode == 0, explain(proc)
+    *lines, summary = proc.stdout.splitlines()
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), explain(proc)
+    names = [m.group(2) for m in parsed if m]
+    assert names == [n for n in ALL_NAMES if "default" not in n and "maintenance" not in n]
+    assert {m.group(1) for m in parsed if m} == {"PASS"}
+    assert summary.startswith("OK: 8 passed, 0 failed, 0 skipped")
+    # Repeating the run stores the same deterministic image again, not a new one.
+    assert len(list(store.rglob("*.png"))) == 1
+
+
+def test_chain_skipped_when_workers_may_not_fetch_from_here(
+    env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
+) -> None:
+    # Without 127.0.0.0/8 in the allow-list the crawl workers would refuse the image.
+    refusing = write_env_file(tmp_path / "e.env", env, crawl_allowed_networks="")
+
+    proc = run_script("--env-file", str(refusing), "--queues", "crawl,validation", "--json")
+    strict = run_script(
+        "--env-file", str(refusing), "--queues", "crawl,validation", "--json", "--strict"
+    )
+
+    assert proc.returncode == 0, explain(proc)
+    chain = checks_of(proc)["crawl_validate_chain"]
+    assert chain["status"] == "SKIP"
+    assert "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS" in chain["detail"]
+    assert "--image-url" in chain["detail"]
+    assert strict.returncode == 1, explain(strict)
+    assert json.loads(strict.stdout)["ok"] is False
+
+
+def test_standalone_copy_runs_from_any_directory(
+    env_file: Path, three_queue_worker: Worker, tmp_path: Path
+) -> None:
+    """As installed to /opt/pixcrawler/bin and run by the venv's python."""
+    bindir = tmp_path / "opt" / "pixcrawler" / "bin"
+    bindir.mkdir(parents=True)
+    copy = Path(shutil.copy(SCRIPT, bindir))
+    shell = {k: v for k, v in operator_env().items() if k != "PYTHONPATH"}
+    shell["PIXCRAWLER_ENV_FILE"] = str(env_file)
+
+    proc = run_script("--queues", "default", "--json", script=copy, cwd=tmp_path, env=shell)
+
+    assert proc.returncode == 0, explain(proc)
+    assert statuses(proc)["health_check[default]"] == "PASS"
+
+
+# --- broken deployments -----------------------------------------------------------------------
+
+
+def test_wrong_password_fails_broker_without_leaking_it(
+    own_redis: RedisServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    wrong = "wrong-" + secrets.token_hex(8)
+    bad = write_env_file(
+        tmp_path / "e.env",
+        env,
+        broker_url=own_redis.url(0, password=wrong),
+        result_backend=own_redis.url(1, password=wrong),
+    )
+
+    proc = run_script("--env-file", str(bad))
+
+    assert proc.returncode == 1, explain(proc)
+    lines = {m.group(2): m for m in map(LINE.match, proc.stdout.splitlines()) if m}
+    assert lines["broker"].group(1) == "FAIL"
+    assert "authentication failed" in lines["broker"].group(4)
+    assert lines["result_backend"].group(1) == "FAIL"
+    for dependent in ("consumers[crawl]", "health_check[crawl]", "crawl_validate_chain"):
+        assert lines[dependent].group(1) == "SKIP"
+    for secret in (wrong, own_redis.password):
+        assert secret not in proc.stdout + proc.stderr
+
+
+def test_redis_down_fails_fast_and_skips_the_rest(
+    env: dict[str, str], store: Path, tmp_path: Path
+) -> None:
+    gone = RedisServer(tmp_path / "redis", "gone-" + secrets.token_hex(8))
+    gone.start()
+    gone.stop()
+    config = write_env_file(tmp_path / "e.env", settings_env(gone, store))
+
+    proc = run_script("--env-file", str(config), "--timeout", "10", "--json")
+
+    assert proc.returncode == 1, explain(proc)
+    checks = checks_of(proc)
+    assert checks["broker"]["status"] == "FAIL"
+    assert "cannot connect" in checks["broker"]["detail"]
+    assert f"127.0.0.1:{gone.port}" in checks["broker"]["detail"]
+    assert checks["result_backend"]["status"] == "FAIL"
+    assert {checks[n]["status"] for n in ALL_NAMES[3:]} == {"SKIP"}
+    assert gone.password not in proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts connections and never answers: a hung Redis, as seen by a client."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+def test_hung_broker_is_bounded_by_timeout(
+    env: dict[str, str], tmp_path: Path, silent_server: int
+) -> None:
+    url = f"redis://:pw-{secrets.token_hex(6)}@127.0.0.1:{silent_server}"
+    config = write_env_file(
+        tmp_path / "e.env", env, broker_url=f"{url}/0", result_backend=f"{url}/1"
+    )
+
+    proc = run_script("--env-file", str(config), "--timeout", "3", "--json")
+
+    assert proc.returncode == 1, explain(proc)
+    checks = checks_of(proc)
+    assert checks["broker"]["status"] == "FAIL"
+    assert "timeout" in checks["broker"]["detail"]
+    assert checks["crawl_validate_chain"]["status"] == "SKIP"
+
+
+def test_bad_env_file_exits_2_naming_the_variable(env: dict[str, str], tmp_path: Path) -> None:
+    secret = "s3cr3t-" + secrets.token_hex(6)
+    bad = write_env_file(
+        tmp_path / "e.env",
+        env,
+        broker_url=f"http://:{secret}@127.0.0.1:1/0",
+        worker_concurency="4",
+    )
+
+    proc = run_script("--env-file", str(bad))
+    as_json = run_script("--env-file", str(bad), "--json")
+    missing = run_script("--env-file", str(tmp_path / "absent.env"))
+
+    assert proc.returncode == 2, explain(proc)
+    assert "PIXCRAWLER_CELERY_BROKER_URL" in proc.stderr
+    assert "PIXCRAWLER_CELERY_WORKER_CONCURENCY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert secret not in proc.stdout + proc.stderr + as_json.stdout + as_json.stderr
+    assert as_json.returncode == 2
+    assert checks_of(as_json)["settings"]["status"] == "FAIL"
+    assert missing.returncode == 2
+    assert "PIXCRAWLER_ENV_FILE" in missing.stderr
+
+
+def test_unknown_queue_is_a_usage_error(env_file: Path) -> None:
+    proc = run_script("--env-file", str(env_file), "--queues", "crawl,bogus")
+
+    assert proc.returncode == 2
+    assert "bogus" in proc.stderr
+
+
+# --- pieces, in process ----------------------------------------------------------------------
+
+
+def test_env_file_precedence(tmp_path: Path) -> None:
+    installed = tmp_path / "installed.env"
+    from_var = {"PIXCRAWLER_ENV_FILE": "/from/var.env"}
+
+    assert verify.resolve_env_file("/cli.env", from_var, installed) == Path("/cli.env")
+    assert verify.resolve_env_file(None, from_var, installed) == Path("/from/var.env")
+    assert verify.resolve_env_file(None, {}, installed) is None
+    installed.write_text("")
+    assert verify.resolve_env_file(None, {}, installed) == installed
+
+
+def test_scrub_masks_every_form_of_the_passwords() -> None:
+    settings = load_settings(
+        {
+            "PIXCRAWLER_CELERY_BROKER_URL": "redis://:p%40ss-word@127.0.0.1:6379/0",
+            "PIXCRAWLER_CELERY_RESULT_BACKEND": "redis://app:other-pw@127.0.0.1:6379/1",
+        }
+    )
+    found = verify.secrets_of(settings)
+
+    text = verify.scrub("p@ss-word / p%40ss-word / other-pw / redis://app:x@h/0", found)
+
+    assert "p@ss" not in text
+    assert "p%40ss" not in text
+    assert "other-pw" not in text
+    assert "redis://app:***@h/0" in text
+
+
+def test_describe_error_names_the_kind_of_failure() -> None:
+    auth = redis.exceptions.AuthenticationError("invalid username-password pair")
+    wrapped = RuntimeError("publish failed")
+    wrapped.__cause__ = redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    assert verify.describe_error(auth).startswith("authentication failed")
+    assert verify.describe_error(wrapped, 2).startswith("no answer within 2 s")
+    assert verify.describe_error(ConnectionRefusedError("refused")).startswith("cannot connect")
+
+
+def test_exit_code_strict_counts_skips() -> None:
+    passed = verify.Check("a", "PASS", 1, "")
+    skipped = verify.Check("b", "SKIP", 0, "")
+
+    assert verify._exit_code([passed, skipped], strict=False) == 0
+    assert verify._exit_code([passed, skipped], strict=True) == 1
+    assert verify._exit_code([passed, verify.Check("c", "FAIL", 0, "")], strict=False) == 1
