@@ -1,0 +1,222 @@
+"""Crashes, broker restarts and queue priority, each with its own worker and Redis DBs.
+
+These tests need "no worker consuming yet" or a short visibility timeout, so none of them
+can use the session worker: each gets broker/result DBs (or a whole redis-server) that
+nothing else reads, and a client app of its own pointed at them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from pixcrawler.celery_core.app import create_app, get_celery_app
+from pixcrawler.celery_core.config import load_settings
+from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
+from tests.conftest import REDIS_PASSWORD
+from tests.harness import RedisServer, Worker, running, settings_env, wait_for
+from tests.support_tasks import RECORD_TASKS, SLEEP_TASK
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 60
+SEP = "\x06\x16"  # kombu's separator between a queue name and its priority bucket
+
+
+@contextmanager
+def client_app(env: dict[str, str]) -> Iterator[Celery]:
+    """A Celery client for *env*'s DBs that leaves the shared app the current one."""
+    app = create_app(load_settings(env))
+    get_celery_app().set_current()
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _no_secret(*texts: str) -> None:
+    for text in texts:
+        assert REDIS_PASSWORD not in text
+
+
+def _short_visibility_env(redis_server: RedisServer, storage: Path, db: int) -> dict[str, str]:
+    # VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT and TASK_RETRY_BACKOFF_MAX (config rules).
+    return settings_env(
+        redis_server,
+        storage,
+        broker_url=redis_server.url(db),
+        result_backend=redis_server.url(db + 1),
+        visibility_timeout="6",
+        task_time_limit="5",
+        task_soft_time_limit="4",
+        task_retry_backoff_max="2",
+    )
+
+
+def _labels(client: Any, key: str) -> list[str]:
+    return [item.decode() for item in client.lrange(key, 0, -1)]
+
+
+def test_task_survives_its_pool_process_being_killed(
+    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
+) -> None:
+    """acks_late + reject_on_worker_lost: the main process requeues the lost task."""
+    env = _short_visibility_env(redis_server, storage_dir, db=8)
+    results = redis_server.client(9)
+    key = f"child-kill:{uuid.uuid4().hex}"
+    worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
+    with client_app(env) as app, running(worker):
+        result = app.send_task(SLEEP_TASK, args=[key, 2])
+        wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
+        [child] = worker.children()
+        assert _labels(results, key) == [f"start:{child}"]
+        os.kill(child, signal.SIGKILL)
+        envelope = result.get(timeout=TIMEOUT)
+        assert result.state == "SUCCESS"
+        assert worker.alive
+    second = envelope["data"]["pid"]
+    assert second != child
+    assert _labels(results, key) == [f"start:{child}", f"start:{second}", f"done:{second}"]
+    assert "WorkerLostError" in worker.log()
+    _no_secret(worker.log())
+
+
+def test_task_survives_the_whole_worker_being_killed(
+    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL of every worker process: the message stays unacked in Redis, and kombu
+    hands it out again once VISIBILITY_TIMEOUT has passed. A starting worker sweeps the
+    unacked index once at startup (later sweeps are far apart), so the replacement is
+    started after the timeout, as systemd's restart of a crashed worker would be."""
+    env = _short_visibility_env(redis_server, storage_dir, db=10)
+    visibility = float(env["PIXCRAWLER_CELERY_VISIBILITY_TIMEOUT"])
+    broker, results = redis_server.client(10), redis_server.client(11)
+    key = f"group-kill:{uuid.uuid4().hex}"
+    first = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
+    with client_app(env) as app:
+        first.start()
+        result = app.send_task(SLEEP_TASK, args=[key, 3])
+        wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
+        first.kill()
+        assert not first.alive
+        assert _labels(results, key)[-1].startswith("start:")  # it never finished
+        unacked: list[tuple[bytes, float]] = list(
+            broker.zrange("unacked_index", 0, -1, withscores=True)  # type: ignore[arg-type]
+        )
+        [(tag, delivered_at)] = unacked
+        assert broker.hexists("unacked", tag)
+        wait_for(
+            lambda: time.time() - delivered_at > visibility + 0.5,
+            visibility + 10,
+            "the visibility timeout to pass",
+        )
+        second = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
+        with running(second):
+            envelope = result.get(timeout=TIMEOUT)
+            assert result.state == "SUCCESS"
+            wait_for(lambda: broker.zcard("unacked_index") == 0, 10, "the ack")
+    labels = _labels(results, key)
+    assert len([x for x in labels if x.startswith("start:")]) == 2
+    assert labels[-1] == f"done:{envelope['data']['pid']}"
+    assert broker.hlen("unacked") == 0
+    _no_secret(first.log(), second.log())
+
+
+def test_redis_restart_with_aof_loses_no_queued_task(
+    storage_dir: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    own = RedisServer(tmp_path / "redis", REDIS_PASSWORD)
+    own.start()
+    try:
+        env = settings_env(own, storage_dir)
+        key = f"aof:{uuid.uuid4().hex}"
+        count = 25
+        labels = [f"task-{i}" for i in range(count)]
+        with client_app(env) as app:
+            ids = [
+                app.send_task(RECORD_TASKS[queue], args=[key, label]).id
+                for label, queue in zip(
+                    labels, ["crawl", "validation", "default", "maintenance"] * count, strict=False
+                )
+            ]
+        broker = own.client(0)
+        queued = sum(broker.llen(k) for k in broker.scan_iter() if broker.type(k) == b"list")
+        assert queued == count
+        pid_before = own.proc.pid if own.proc else None
+        own.restart()
+        assert own.proc is not None
+        assert own.proc.pid != pid_before
+        worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=2)
+        with running(worker), client_app(env) as app:
+            for task_id in ids:
+                assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
+        assert sorted(_labels(own.client(1), key)) == sorted(labels)
+        _no_secret(worker.log())
+    finally:
+        own.stop()
+
+
+def test_crawl_work_is_served_before_maintenance(
+    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
+) -> None:
+    env = settings_env(
+        redis_server,
+        storage_dir,
+        broker_url=redis_server.url(12),
+        result_backend=redis_server.url(13),
+        worker_prefetch_multiplier="1",
+    )
+    broker, results = redis_server.client(12), redis_server.client(13)
+    key = f"order:{uuid.uuid4().hex}"
+    per_queue = 6
+    # The backlog is published lowest priority first, so FIFO order would be wrong.
+    order = ["maintenance", "default", "validation", "crawl"]
+    with client_app(env) as app:
+        for queue in order:
+            for i in range(per_queue):
+                app.send_task(RECORD_TASKS[queue], args=[key, f"{queue}-{i}"])
+        # A crawl task sent to maintenance by hand takes maintenance's bucket.
+        app.send_task(RECORD_TASKS["crawl"], args=[key, "maintenance-byhand"], queue="maintenance")
+
+        # Each queue's messages sit in its Redis priority bucket (0 = served first).
+        for queue in order:
+            bucket = queue_spec(queue).redis_priority
+            assert bucket in PRIORITY_STEPS
+            list_key = queue if bucket == 0 else f"{queue}{SEP}{bucket}"
+            expected = per_queue + (queue == "maintenance")
+            assert broker.llen(list_key) == expected, list_key
+
+        # One process, one message at a time, queues listed maintenance FIRST: any order
+        # that came from the command line or from publishing order would show here.
+        worker = Worker(
+            env,
+            queues="maintenance,default,validation,crawl",
+            logdir=tmp_path,
+            include="tests.support_tasks",
+            concurrency=1,
+        )
+        total = 4 * per_queue + 1
+        with running(worker):
+            wait_for(lambda: results.llen(key) == total, TIMEOUT, "the backlog to drain")
+    ran = [label.rsplit("-", 1)[0] for label in _labels(results, key)]
+    assert sorted(ran) == sorted([q for q in order for _ in range(per_queue)] + ["maintenance"])
+    # With prefetch 1 the worker holds at most one reserved message, and kombu never
+    # reorders what it has reserved: a message taken before the crawl backlog existed
+    # could run first. Here the whole backlog exists before the worker starts, so the
+    # first BRPOP already sees crawl work; the tolerance is the prefetch count.
+    prefetch = 1
+    first_crawl = ran.index("crawl")
+    assert first_crawl <= prefetch, ran
+    rank = {"crawl": 0, "validation": 1, "default": 1, "maintenance": 2}
+    ranks = [rank[queue] for queue in ran[first_crawl:]]
+    assert ranks == sorted(ranks), ran
+    _no_secret(worker.log())
