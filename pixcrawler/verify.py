@@ -68,7 +68,7 @@ T = TypeVar("T")
 
 
 def resolve_env_file(
-    cli_value: str | None, environ: Mapping[str, str], default: Path = DEFAULT_ENV_FILE
+    cli_value: str | None, environ: Mapping[str, str], default: Path | None = None
 ) -> Path | None:
     """``--env-file``, else ``$PIXCRAWLER_ENV_FILE``, else the installed file if present.
 
@@ -79,22 +79,18 @@ def resolve_env_file(
         return Path(cli_value)
     if environ.get(ENV_FILE_VARIABLE):
         return Path(environ[ENV_FILE_VARIABLE])
-    return default if default.is_file() else None
+    installed = DEFAULT_ENV_FILE if default is None else default
+    return installed if installed.is_file() else None
 
 
 def load_operator_settings(
-    cli_value: str | None, default: Path = DEFAULT_ENV_FILE
+    cli_value: str | None, default: Path | None = None
 ) -> tuple[CelerySettings, str]:
-    """Settings plus a description of their source; raises :class:`SettingsError`.
-
-    The chosen file is also exported as ``PIXCRAWLER_ENV_FILE`` so that any code that
-    calls ``get_settings()`` later in this process sees the same values.
-    """
+    """Settings plus a description of their source; raises :class:`SettingsError`."""
     environ = dict(os.environ)
     env_file = resolve_env_file(cli_value, environ, default)
     if env_file is not None:
         environ[ENV_FILE_VARIABLE] = str(env_file)
-        os.environ[ENV_FILE_VARIABLE] = str(env_file)
     settings = load_settings(environ)
     source = f"env file {env_file}" if env_file else "process environment"
     return settings, source
@@ -813,6 +809,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(check.line(), file=sys.stderr, flush=True)
         return EXIT_USAGE
+    env_file = resolve_env_file(args.env_file, os.environ)
+    if env_file is not None:
+        # Importing the app module calls get_settings(): it must read the same file.
+        os.environ[ENV_FILE_VARIABLE] = str(env_file)
     checks = Verifier(settings, options, emit, started).run(source)
     code = _exit_code(checks, options.strict)
     _report(checks, code, options.as_json)
