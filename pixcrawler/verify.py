@@ -59,6 +59,8 @@ VALIDATE_TASK = "validator.tasks.validate_task"
 ENVELOPE_SCHEMA = "pixcrawler.result/v1"
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+#: Celery polls for results once a second, so a wait can overrun its timeout by that much.
+RESULT_POLL = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 T = TypeVar("T")
@@ -396,7 +398,7 @@ class Verifier:
 
         thread = threading.Thread(target=target, name="verify-check", daemon=True)
         thread.start()
-        thread.join(max(0.0, self.remaining()) + 0.5)
+        thread.join(max(0.0, self.remaining()) + RESULT_POLL)
         if thread.is_alive():
             raise CheckFailed(f"did not finish within the --timeout of {self.options.timeout:g} s")
         if "error" in box:
@@ -431,12 +433,12 @@ class Verifier:
     def skip(self, name: str, reason: str) -> None:
         self.record(name, SKIP, 0, reason)
 
-    def run(self, source: str) -> list[Check]:
+    def run(self, source: str, settings_ms: float) -> list[Check]:
         s = self.settings
         self.record(
             "settings",
             PASS,
-            0,
+            settings_ms,
             f"from {source}; broker {redact_url(s.broker_url.get_secret_value())}, "
             f"results {redact_url(s.result_backend.get_secret_value())}",
         )
@@ -539,7 +541,7 @@ class Verifier:
                 outcomes[queue] = (FAIL, 0.0, f"publish failed: {describe_error(exc)}")
         late: list[str] = []
         for queue, (result, began) in sent.items():
-            wait = max(0.1, self.remaining() - 0.2)
+            wait = max(0.1, self.remaining() - RESULT_POLL)
             try:
                 value = result.get(timeout=wait, propagate=False)
             except Exception as exc:
@@ -551,10 +553,20 @@ class Verifier:
                 continue
             ms = (time.monotonic() - began) * 1000
             status, detail = judge_health(result, value, queue)
+            if status == PASS and not is_stored(result):
+                status, detail = FAIL, self.not_stored()
             outcomes[queue] = (status, ms, detail)
             forget([result])
         revoke(app, late)
         return outcomes
+
+    def not_stored(self) -> str:
+        url = redact_url(self.settings.result_backend.get_secret_value())
+        return (
+            f"the result arrived (Redis pub/sub spans databases) but is not stored in {url}: "
+            f"the workers write results elsewhere; compare {env_name('result_backend')} "
+            "on the workers and here"
+        )
 
     def check_chain(
         self,
@@ -617,7 +629,7 @@ class Verifier:
         result = workflow.apply_async()
         crawl = result.parent if isinstance(result.parent, AsyncResult) else None
         mine = [r for r in (crawl, result) if r is not None]
-        wait = max(0.1, self.remaining() - 0.2)
+        wait = max(0.1, self.remaining() - RESULT_POLL)
         try:
             value = result.get(timeout=wait, propagate=False)
         except Exception as exc:
@@ -633,6 +645,16 @@ class Verifier:
             return judge_chain(result, crawl, value, url)
         finally:
             forget(mine)
+
+
+def is_stored(result: AsyncResult[Any]) -> bool:
+    """Whether the result is in this client's backend, where a later poll would look.
+
+    A waiting client receives the result by pub/sub, which Redis delivers across
+    databases, so a worker writing to another database still "answers" a live wait.
+    """
+    backend = cast("Any", result.backend)
+    return backend.get(backend.get_key_for_task(result.id)) is not None
 
 
 def judge_health(result: AsyncResult[Any], value: Any, queue: str) -> tuple[str, str]:
@@ -802,6 +824,7 @@ def run(args: argparse.Namespace) -> int:
     emit = _printer(options.as_json)
     try:
         settings, source = load_operator_settings(args.env_file)
+        settings_ms = (time.monotonic() - started) * 1000
     except SettingsError as exc:
         check = Check("settings", FAIL, round((time.monotonic() - started) * 1000), str(exc))
         if options.as_json:
@@ -813,7 +836,7 @@ def run(args: argparse.Namespace) -> int:
     if env_file is not None:
         # Importing the app module calls get_settings(): it must read the same file.
         os.environ[ENV_FILE_VARIABLE] = str(env_file)
-    checks = Verifier(settings, options, emit, started).run(source)
+    checks = Verifier(settings, options, emit, started).run(source, settings_ms)
     code = _exit_code(checks, options.strict)
     _report(checks, code, options.as_json)
     return code

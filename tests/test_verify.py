@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -175,23 +176,6 @@ def test_all_in_one_passes_every_check(
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_text_report_one_line_per_check(
-    env_file: Path, three_queue_worker: Worker, store: Path
-) -> None:
-    proc = run_script("--env-file", str(env_file), "--queues", "crawl,validation")
-
-    assert proc.returncode == 0, explain(proc)
-    *lines, summary = proc.stdout.splitlines()
-    parsed = [LINE.match(line) for line in lines]
-    assert all(parsed), explain(proc)
-    names = [m.group(2) for m in parsed if m]
-    assert names == [n for n in ALL_NAMES if "default" not in n and "maintenance" not in n]
-    assert {m.group(1) for m in parsed if m} == {"PASS"}
-    assert summary.startswith("OK: 8 passed, 0 failed, 0 skipped")
-    # Repeating the run stores the same deterministic image again, not a new one.
-    assert len(list(store.rglob("*.png"))) == 1
-
-
 def test_chain_skipped_when_workers_may_not_fetch_from_here(
     env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
 ) -> None:
@@ -229,6 +213,88 @@ def test_standalone_copy_runs_from_any_directory(
     assert statuses(proc)["health_check[default]"] == "PASS"
 
 
+def test_image_url_failure_names_the_failing_stage(
+    env_file: Path, three_queue_worker: Worker, not_an_image_url: str
+) -> None:
+    proc = run_script(
+        "--env-file",
+        str(env_file),
+        "--queues",
+        "crawl,validation",
+        "--json",
+        "--image-url",
+        not_an_image_url,
+    )
+
+    assert proc.returncode == 1, explain(proc)
+    chain = checks_of(proc)["crawl_validate_chain"]
+    assert chain["status"] == "FAIL"
+    assert chain["detail"].startswith(f"crawl of {not_an_image_url} failed: not_an_image")
+
+
+@pytest.fixture
+def not_an_image_url() -> Iterator[str]:
+    """A loopback server answering with text where the crawler expects an image."""
+
+    class Text(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"this is not an image\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")  # lies; the crawler sniffs
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Text)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/fake.png"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_results_the_client_cannot_read_fail(
+    own_redis: RedisServer, store: Path, tmp_path: Path
+) -> None:
+    """Workers and this host disagree on the result backend (diverging env files).
+
+    The worker (on broker database 3, away from the module's other worker) writes
+    results to a second Redis. A client reading another server never gets an answer;
+    a client reading another database of that server gets it by pub/sub, yet a later
+    poll would find nothing: both must FAIL.
+    """
+    elsewhere = RedisServer(tmp_path / "results", own_redis.password)
+    elsewhere.start()
+    worker_env = settings_env(
+        own_redis, store, broker_url=own_redis.url(3), result_backend=elsewhere.url(0)
+    )
+    other_server = write_env_file(tmp_path / "a.env", worker_env, result_backend=own_redis.url(0))
+    other_db = write_env_file(tmp_path / "b.env", worker_env, result_backend=elsewhere.url(1))
+    args = ("--queues", "default", "--timeout", "6")
+
+    try:
+        with running(Worker(worker_env, "default", logdir=tmp_path, pool="solo", concurrency=1)):
+            silent = run_script("--env-file", str(other_server), *args)
+            unstored = run_script("--env-file", str(other_db), *args)
+        # The worker did answer both times, into its own backend.
+        answered = elsewhere.client(0).keys("celery-task-meta-*")
+    finally:
+        elsewhere.stop()
+
+    assert len(answered) == 2
+    for proc, reason in ((silent, "no result within"), (unstored, "is not stored in")):
+        assert proc.returncode == 1, explain(proc)
+        lines = {m.group(2): m for m in map(LINE.match, proc.stdout.splitlines()) if m}
+        assert lines["consumers[default]"].group(1) == "PASS"
+        assert lines["health_check[default]"].group(1) == "FAIL"
+        assert reason in lines["health_check[default]"].group(4), explain(proc)
+        assert lines["crawl_validate_chain"].group(1) == "SKIP"
+
+
 # --- broken deployments -----------------------------------------------------------------------
 
 
@@ -246,7 +312,11 @@ def test_wrong_password_fails_broker_without_leaking_it(
     proc = run_script("--env-file", str(bad))
 
     assert proc.returncode == 1, explain(proc)
-    lines = {m.group(2): m for m in map(LINE.match, proc.stdout.splitlines()) if m}
+    *report, summary = proc.stdout.splitlines()
+    assert all(LINE.match(line) for line in report), explain(proc)
+    assert summary == "FAILED: 1 passed, 2 failed, 9 skipped"
+    lines = {m.group(2): m for m in map(LINE.match, report) if m}
+    assert list(lines) == ALL_NAMES
     assert lines["broker"].group(1) == "FAIL"
     assert "authentication failed" in lines["broker"].group(4)
     assert lines["result_backend"].group(1) == "FAIL"
@@ -397,3 +467,16 @@ def test_exit_code_strict_counts_skips() -> None:
     assert verify._exit_code([passed, skipped], strict=False) == 0
     assert verify._exit_code([passed, skipped], strict=True) == 1
     assert verify._exit_code([passed, verify.Check("c", "FAIL", 0, "")], strict=False) == 1
+
+
+def test_test_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
+    """Repeated runs must store one file, and the validator must accept it."""
+    from pixcrawler.validator.images import inspect_image
+
+    settings = load_settings({"PIXCRAWLER_CELERY_VALIDATION_MIN_WIDTH": "100"})
+    first, mime = verify.test_image(settings)
+
+    assert verify.test_image(settings)[0] == first
+    assert mime == "image/png"
+    info = inspect_image(first, settings)
+    assert (info.format, info.width) == ("PNG", 100)
