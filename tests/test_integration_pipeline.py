@@ -136,8 +136,11 @@ def test_transient_errors_retry_with_backoff_exactly_once_each(
     countdowns = [float(re.search(r"countdown=([0-9.]+)", line)[1]) for line in lines]  # type: ignore[index]
     assert 0.1 <= countdowns[0] <= 0.2
     assert 0.2 <= countdowns[1] <= 0.4
-    celery_retries = re.findall(rf"{result.id}\] retry: Retry in", worker.log())
-    assert len(celery_retries) == 2
+    # Celery's own line per retry, written by the main process (possibly after the
+    # result is stored, hence the wait).
+    pattern = rf"{result.id}\] retry: Retry in"
+    wait_for(lambda: len(re.findall(pattern, worker.log())) >= 2, 10, "Celery's retry lines")
+    assert len(re.findall(pattern, worker.log())) == 2
 
 
 def test_retries_are_bounded(worker: Worker, http_server: LoopbackHTTPServer) -> None:
@@ -249,7 +252,9 @@ def test_bad_arguments_and_missing_files_fail_permanently(
 def test_worker_survives_failures_and_still_serves(worker: Worker) -> None:
     """Runs after the failure tests in this module: same worker, still healthy."""
     assert worker.alive
-    assert "Traceback" not in worker.log().split(" ready.", 1)[0]
+    log = worker.log()
+    assert "WorkerLostError" not in log  # no pool process died on a bad input
+    assert "Unrecoverable error" not in log
     results = [health_check.delay() for _ in range(4)]
     for result in results:
         envelope = result.get(timeout=TIMEOUT)
