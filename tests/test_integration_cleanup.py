@@ -61,7 +61,9 @@ def test_cleanup_expired_results(worker: Worker, redis_server: RedisServer) -> N
     assert expires - young_age - 60 < ttl <= expires - young_age + 1
     assert 0 < client.ttl(with_ttl) <= 500  # had a TTL: left alone
     assert client.ttl(unrelated) == -1  # not a result key
-    assert real.get(timeout=TIMEOUT)["task"] == "celery_core.health_check"  # has a TTL
+    # A real result carries RESULT_EXPIRES as its TTL and is left alone.
+    assert 0 < client.ttl(f"celery-task-meta-{real.id}") <= expires
+    assert real.get(timeout=TIMEOUT)["task"] == "celery_core.health_check"
     # Every key without a TTL was either deleted or given one; nothing else was touched.
     assert data["deleted"] + data["expiry_set"] == len(without_ttl)
     assert data["deleted"] >= 4

@@ -21,9 +21,10 @@ from celery import Celery
 
 from pixcrawler.celery_core.app import create_app, get_celery_app
 from pixcrawler.celery_core.config import load_settings
+from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
 from tests.conftest import REDIS_PASSWORD
-from tests.harness import RedisServer, Worker, running, settings_env, wait_for
+from tests.harness import RedisServer, Worker, settings_env, wait_for
 from tests.support_tasks import RECORD_TASKS, SLEEP_TASK
 
 pytestmark = pytest.mark.integration
@@ -41,6 +42,17 @@ def client_app(env: dict[str, str]) -> Iterator[Celery]:
         yield app
     finally:
         app.close()
+
+
+@contextmanager
+def started(worker: Worker) -> Iterator[Worker]:
+    """Like ``harness.running`` but without the warm shutdown, which these tests do not
+    examine and which costs seconds per worker."""
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.kill()
 
 
 def _no_secret(*texts: str) -> None:
@@ -66,28 +78,65 @@ def _labels(client: Any, key: str) -> list[str]:
     return [item.decode() for item in client.lrange(key, 0, -1)]
 
 
+@pytest.fixture(scope="module")
+def short_env(redis_server: RedisServer, storage_dir: Path) -> dict[str, str]:
+    return _short_visibility_env(redis_server, storage_dir, db=8)
+
+
+@pytest.fixture(scope="module")
+def short_worker(
+    short_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """One process, short time limits; the tests here kill its children, never it."""
+    logdir = tmp_path_factory.mktemp("short-worker")
+    worker = Worker(short_env, logdir=logdir, include="tests.support_tasks", concurrency=1)
+    with started(worker):
+        yield worker
+    _no_secret(worker.log())
+
+
+@pytest.fixture(scope="module")
+def short_app(short_env: dict[str, str]) -> Iterator[Celery]:
+    with client_app(short_env) as app:
+        yield app
+
+
 def test_task_survives_its_pool_process_being_killed(
-    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
+    short_worker: Worker, short_app: Celery, redis_server: RedisServer
 ) -> None:
     """acks_late + reject_on_worker_lost: the main process requeues the lost task."""
-    env = _short_visibility_env(redis_server, storage_dir, db=8)
     results = redis_server.client(9)
     key = f"child-kill:{uuid.uuid4().hex}"
-    worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
-    with client_app(env) as app, running(worker):
-        result = app.send_task(SLEEP_TASK, args=[key, 2])
-        wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
-        [child] = worker.children()
-        assert _labels(results, key) == [f"start:{child}"]
-        os.kill(child, signal.SIGKILL)
-        envelope = result.get(timeout=TIMEOUT)
-        assert result.state == "SUCCESS"
-        assert worker.alive
+    result = short_app.send_task(SLEEP_TASK, args=[key, 2])
+    wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
+    [child] = short_worker.children()
+    assert _labels(results, key) == [f"start:{child}"]
+    os.kill(child, signal.SIGKILL)
+    envelope = result.get(timeout=TIMEOUT)
+    assert result.state == "SUCCESS"
+    assert short_worker.alive
     second = envelope["data"]["pid"]
     assert second != child
     assert _labels(results, key) == [f"start:{child}", f"start:{second}", f"done:{second}"]
-    assert "WorkerLostError" in worker.log()
-    _no_secret(worker.log())
+    assert "WorkerLostError" in short_worker.log()
+
+
+def test_soft_time_limit_ends_the_task_as_failure(
+    short_worker: Worker, short_app: Celery, redis_server: RedisServer
+) -> None:
+    """TASK_SOFT_TIME_LIMIT (4 s here) interrupts the task; the pool process lives on."""
+    results = redis_server.client(9)
+    key = f"soft-limit:{uuid.uuid4().hex}"
+    result = short_app.send_task(SLEEP_TASK, args=[key, 30])
+    result.get(timeout=TIMEOUT, propagate=False)
+    assert result.state == "FAILURE"
+    assert isinstance(result.result, TaskError)
+    assert result.result.code == "time_limit"
+    [started_in] = _labels(results, key)  # started, never finished
+    assert short_worker.children() == [int(started_in.removeprefix("start:"))]
+    # The same process serves the next task.
+    after = short_app.send_task(RECORD_TASKS["default"], args=[key, "after"])
+    assert after.get(timeout=TIMEOUT)["status"] == "success"
 
 
 def test_task_survives_the_whole_worker_being_killed(
@@ -103,11 +152,11 @@ def test_task_survives_the_whole_worker_being_killed(
     key = f"group-kill:{uuid.uuid4().hex}"
     first = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
     with client_app(env) as app:
-        first.start()
-        result = app.send_task(SLEEP_TASK, args=[key, 3])
-        wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
-        first.kill()
-        assert not first.alive
+        with started(first):
+            result = app.send_task(SLEEP_TASK, args=[key, 3])
+            wait_for(lambda: _labels(results, key)[:1] != [], 30, "the task to start")
+            first.kill()
+            assert not first.alive
         assert _labels(results, key)[-1].startswith("start:")  # it never finished
         unacked: list[tuple[bytes, float]] = list(
             broker.zrange("unacked_index", 0, -1, withscores=True)  # type: ignore[arg-type]
@@ -120,7 +169,7 @@ def test_task_survives_the_whole_worker_being_killed(
             "the visibility timeout to pass",
         )
         second = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
-        with running(second):
+        with started(second):
             envelope = result.get(timeout=TIMEOUT)
             assert result.state == "SUCCESS"
             wait_for(lambda: broker.zcard("unacked_index") == 0, 10, "the ack")
@@ -156,9 +205,9 @@ def test_redis_restart_with_aof_loses_no_queued_task(
         assert own.proc is not None
         assert own.proc.pid != pid_before
         worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=2)
-        with running(worker), client_app(env) as app:
-            for task_id in ids:
-                assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
+        with started(worker), client_app(env) as app:
+            wait_for(lambda: own.client(1).llen(key) == count, TIMEOUT, "every queued task")
+            assert {app.AsyncResult(task_id).state for task_id in ids} == {"SUCCESS"}
         assert sorted(_labels(own.client(1), key)) == sorted(labels)
         _no_secret(worker.log())
     finally:
@@ -205,7 +254,7 @@ def test_crawl_work_is_served_before_maintenance(
             concurrency=1,
         )
         total = 4 * per_queue + 1
-        with running(worker):
+        with started(worker):
             wait_for(lambda: results.llen(key) == total, TIMEOUT, "the backlog to drain")
     ran = [label.rsplit("-", 1)[0] for label in _labels(results, key)]
     assert sorted(ran) == sorted([q for q in order for _ in range(per_queue)] + ["maintenance"])
