@@ -234,6 +234,14 @@ def test_download_refuses_non_images_and_leaves_nothing(
     assert list(iter_store(settings.storage_dir)) == []
 
 
+def test_download_reports_an_empty_body(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+    url = http.add(Route(body=b"", content_type="image/png"))
+    with pytest.raises(TaskError) as info:
+        download(url, settings.storage_dir, settings)
+    assert info.value.code == "empty_body"
+    assert list(iter_store(settings.storage_dir)) == []
+
+
 def test_download_refuses_a_huge_declared_length(
     http: LoopbackHTTPServer, settings: CelerySettings
 ) -> None:

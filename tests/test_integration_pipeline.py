@@ -231,6 +231,8 @@ def test_permanent_validation_failures(
         ("validator.tasks.validate_task", ["ab/" + "0" * 64 + ".png"], "missing_file"),
         ("validator.tasks.validate_task", ["/etc/passwd"], "outside_store"),
         ("validator.tasks.validate_task", ["../../etc/passwd"], "outside_store"),
+        ("validator.tasks.validate_task", ["."], "missing_file"),  # the store itself
+        ("validator.tasks.validate_task", [""], "invalid_payload"),
         ("validator.tasks.validate_task", [42], "invalid_payload"),
         ("validator.tasks.validate_task", [{"files": []}], "invalid_payload"),
         ("builder.tasks.crawl_task", [123], "invalid_payload"),

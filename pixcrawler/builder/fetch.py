@@ -191,10 +191,10 @@ def _store(
                 raise TransientError(
                     "timeout", f"download exceeded {settings.crawl_total_timeout} s"
                 )
+        if writer.size == 0:  # before sniffing, which would call it "not an image"
+            raise TaskError("empty_body", "server returned no content")
         kind = sniff(writer.head)
         if kind is None:
             raise TaskError("not_an_image", "content is not a recognised image format")
-        if writer.size == 0:
-            raise TaskError("empty_body", "server returned no content")
         stored = writer.commit(kind[0])
     return Download(url=url, stored=stored, content_type=kind[1], status_code=status)

@@ -22,7 +22,7 @@ def _paths(payload: Any) -> list[str]:
     if isinstance(payload, dict) and "files" in payload:
         payload = payload["files"]
     paths = [payload] if isinstance(payload, str) else payload
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
         raise InvalidPayload(message="expected a crawl result, a path, or a list of paths")
     if not paths:
         raise InvalidPayload(message="there is no file to validate")
@@ -45,6 +45,8 @@ def _first_seen_by(task: BaseTask, sha256: str, settings: CelerySettings) -> str
 def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[str, Any]:
     try:
         real = resolve_in_store(settings.storage_dir, path)
+        if real.exists() and not real.is_file():  # a shard directory or the store itself
+            raise FileNotFoundError(path)
         size = real.stat().st_size
         if size > settings.crawl_max_bytes:
             raise TaskError("too_large", f"{size} bytes exceeds {settings.crawl_max_bytes}")
