@@ -274,6 +274,33 @@ def test_results_the_client_cannot_read_fail(
     assert own_redis.client(1).exists(f"celery-task-meta-{revoked.group(1)}")
 
 
+def test_least_privilege_acl_user_passes(
+    own_redis: RedisServer, env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
+) -> None:
+    """A user denied @dangerous (INFO among it) must not fail the connectivity checks."""
+    password = "acl-" + secrets.token_hex(8)
+    own_redis.client().acl_setuser(
+        "verifier",
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-@dangerous"],
+    )
+    url = f"redis://verifier:{password}@127.0.0.1:{own_redis.port}"
+    config = write_env_file(
+        tmp_path / "e.env", env, broker_url=f"{url}/0", result_backend=f"{url}/1"
+    )
+
+    proc = run_script("--env-file", str(config), "--queues", "default", "--json")
+
+    assert proc.returncode == 0, explain(proc)
+    checks = checks_of(proc)
+    assert checks["broker"]["detail"].endswith(": PONG")  # INFO was refused, PING was not
+    assert "redis://verifier:***@" in checks["broker"]["detail"]
+    assert password not in proc.stdout + proc.stderr
+
+
 # --- broken deployments -----------------------------------------------------------------------
 
 
@@ -454,14 +481,14 @@ def test_exit_code_strict_counts_skips() -> None:
     assert verify._exit_code([passed, verify.Check("c", "FAIL", 0, "")], strict=False) == 1
 
 
-def test_test_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
+def test_probe_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
     """Repeated runs must store one file, and the validator must accept it."""
     from pixcrawler.validator.images import inspect_image
 
     settings = load_settings({"PIXCRAWLER_CELERY_VALIDATION_MIN_WIDTH": "100"})
-    first, mime = verify.test_image(settings)
+    first, mime = verify.probe_image(settings)
 
-    assert verify.test_image(settings)[0] == first
+    assert verify.probe_image(settings)[0] == first
     assert mime == "image/png"
     info = inspect_image(first, settings)
     assert (info.format, info.width) == ("PNG", 100)
