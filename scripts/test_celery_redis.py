@@ -17,7 +17,15 @@ try:
     from pixcrawler.verify import main
 except ImportError:  # a source checkout whose package is not installed in this python
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pixcrawler.verify import main
+    try:
+        from pixcrawler.verify import main
+    except ImportError as exc:
+        print(
+            f"{exc}\nRun this script with the PixCrawler virtualenv's python, e.g. "
+            f"/opt/pixcrawler/venv/bin/python {sys.argv[0]}, or `uv run python` in the repo.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 if __name__ == "__main__":
     sys.exit(main())

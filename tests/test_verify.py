@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +493,33 @@ def test_probe_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
     assert mime == "image/png"
     info = inspect_image(first, settings)
     assert (info.format, info.width) == ("PNG", 100)
+
+
+def test_loopback_image_is_skipped_when_crawl_workers_are_elsewhere() -> None:
+    settings = load_settings({"PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8"})
+    options = verify.build_parser().parse_args([])
+    checker = verify.Verifier(
+        settings,
+        verify.Options(
+            queues=options.queues,
+            timeout=5,
+            inspect_timeout=1,
+            serve_address="127.0.0.1",
+            image_url=None,
+            strict=False,
+            as_json=True,
+        ),
+        emit=lambda check: None,
+        started=0,
+    )
+    loopback = ip_address("127.0.0.1")
+    here = f"celery@{socket.gethostname()}"
+
+    remote = checker.serve_refusal(loopback, {"crawl": [here, "celery@crawler-2.example"]})
+    assert remote is not None
+    assert "celery@crawler-2.example" in remote
+    assert "--image-url" in remote
+    assert checker.serve_refusal(loopback, {"crawl": [here, "w1@localhost"]}) is None
+    refused = checker.serve_refusal(ip_address("10.1.2.3"), {"crawl": [here]})
+    assert refused is not None
+    assert "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS" in refused
