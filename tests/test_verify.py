@@ -30,8 +30,6 @@ from pixcrawler.celery_core.config import load_settings
 from pixcrawler.celery_core.queues import QUEUE_NAMES
 from tests.harness import REPO, RedisServer, Worker, running, settings_env
 
-pytestmark = pytest.mark.integration
-
 SCRIPT = REPO / "scripts" / "test_celery_redis.py"
 LINE = re.compile(r"^(PASS|FAIL|SKIP)  (\S+) +(\d+)  (.*)$")
 #: Guard against a hung script; the script's own --timeout is what is being tested.
@@ -140,6 +138,7 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
 # --- a working deployment -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_queue_without_consumer_fails_that_check(
     env_file: Path, three_queue_worker: Worker, store: Path
 ) -> None:
@@ -157,6 +156,7 @@ def test_queue_without_consumer_fails_that_check(
     }
 
 
+@pytest.mark.integration
 def test_all_in_one_passes_every_check(
     env_file: Path, three_queue_worker: Worker, maintenance_worker: Worker, store: Path
 ) -> None:
@@ -177,6 +177,7 @@ def test_all_in_one_passes_every_check(
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.integration
 def test_chain_skipped_when_workers_may_not_fetch_from_here(
     env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
 ) -> None:
@@ -198,6 +199,7 @@ def test_chain_skipped_when_workers_may_not_fetch_from_here(
     assert {c["status"] for c in checks.values()} == {"PASS"}
 
 
+@pytest.mark.integration
 def test_image_url_failure_names_the_failing_stage(
     env_file: Path, three_queue_worker: Worker, not_an_image_url: str
 ) -> None:
@@ -242,6 +244,7 @@ def not_an_image_url() -> Iterator[str]:
     thread.join()
 
 
+@pytest.mark.integration
 def test_results_the_client_cannot_read_fail(
     own_redis: RedisServer, env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
 ) -> None:
@@ -275,6 +278,7 @@ def test_results_the_client_cannot_read_fail(
     assert own_redis.client(1).exists(f"celery-task-meta-{revoked.group(1)}")
 
 
+@pytest.mark.integration
 def test_least_privilege_acl_user_passes(
     own_redis: RedisServer, env: dict[str, str], three_queue_worker: Worker, tmp_path: Path
 ) -> None:
@@ -305,6 +309,7 @@ def test_least_privilege_acl_user_passes(
 # --- broken deployments -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_wrong_password_fails_broker_without_leaking_it(
     own_redis: RedisServer, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -333,6 +338,7 @@ def test_wrong_password_fails_broker_without_leaking_it(
         assert secret not in proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 def test_redis_down_fails_fast_and_skips_the_rest(
     env: dict[str, str], store: Path, tmp_path: Path
 ) -> None:
@@ -384,6 +390,7 @@ def silent_server() -> Iterator[int]:
         conn.close()
 
 
+@pytest.mark.integration
 def test_hung_broker_is_bounded_by_timeout(
     env: dict[str, str], tmp_path: Path, silent_server: int
 ) -> None:
@@ -401,6 +408,7 @@ def test_hung_broker_is_bounded_by_timeout(
     assert checks["crawl_validate_chain"]["status"] == "SKIP"
 
 
+@pytest.mark.integration
 def test_bad_env_file_exits_2_naming_the_variable(env: dict[str, str], tmp_path: Path) -> None:
     secret = "s3cr3t-" + secrets.token_hex(6)
     bad = write_env_file(
