@@ -180,7 +180,7 @@ def test_task_survives_the_whole_worker_being_killed(
     _no_secret(first.log(), second.log())
 
 
-def test_redis_restart_with_aof_loses_no_queued_task(
+def test_redis_restart_loses_no_queued_task_and_workers_reconnect(
     storage_dir: Path, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     own = RedisServer(tmp_path / "redis", REDIS_PASSWORD)
@@ -205,10 +205,21 @@ def test_redis_restart_with_aof_loses_no_queued_task(
         assert own.proc is not None
         assert own.proc.pid != pid_before
         worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=2)
-        with started(worker), client_app(env) as app:
-            wait_for(lambda: own.client(1).llen(key) == count, TIMEOUT, "every queued task")
-            assert {app.AsyncResult(task_id).state for task_id in ids} == {"SUCCESS"}
-        assert sorted(_labels(own.client(1), key)) == sorted(labels)
+        with started(worker):
+            with client_app(env) as app:
+                wait_for(lambda: own.client(1).llen(key) == count, TIMEOUT, "every queued task")
+                assert {app.AsyncResult(task_id).state for task_id in ids} == {"SUCCESS"}
+            assert sorted(_labels(own.client(1), key)) == sorted(labels)
+
+            # The seed's reconnection drill: Redis goes away under a running worker and
+            # comes back; the worker reconnects and consumes new work.
+            own.restart()
+            wait_for(lambda: "Connection to broker lost" in worker.log(), 30, "the lost link")
+            with client_app(env) as app:
+                later = app.send_task(RECORD_TASKS["crawl"], args=[key, "after-restart"])
+                assert later.get(timeout=TIMEOUT)["status"] == "success"
+            assert worker.alive
+        assert _labels(own.client(1), key)[-1] == "after-restart"
         _no_secret(worker.log())
     finally:
         own.stop()
