@@ -68,3 +68,8 @@ def http_server() -> Iterator[LoopbackHTTPServer]:
     """The loopback HTTP server crawls are pointed at (127.0.0.1 only)."""
     with serving() as server:
         yield server
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Unit-only runs never start Redis, whose teardown removes SESSION_DIR otherwise."""
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)

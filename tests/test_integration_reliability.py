@@ -2,7 +2,8 @@
 
 These tests need "no worker consuming yet" or a short visibility timeout, so none of them
 can use the session worker: each gets broker/result DBs (or a whole redis-server) that
-nothing else reads, and a client app of its own pointed at them.
+nothing else reads, and a client app of its own pointed at them. Session DBs 0/1 belong
+to the session worker; this module uses 8-13 of the session redis-server.
 """
 
 from __future__ import annotations
