@@ -15,6 +15,9 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
+# Celery rebuilds a task's exception on the client only from an imported module: importing
+# the errors here keeps TaskError's code/message/details for every client of the app.
+from pixcrawler.celery_core import errors as _errors  # noqa: F401
 from pixcrawler.celery_core.config import CelerySettings, get_settings
 from pixcrawler.celery_core.queues import (
     DEFAULT_QUEUE,
@@ -76,6 +79,13 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
         "result_backend": s.result_backend.get_secret_value(),
         "broker_transport_options": transport,
         "result_backend_transport_options": dict(transport),
+        # Celery's Redis result backend ignores the transport options' socket settings;
+        # without these a hung Redis blocks a result read for 120 s per retry.
+        "redis_socket_timeout": s.redis_socket_timeout,
+        "redis_socket_connect_timeout": s.redis_connect_timeout,
+        "redis_socket_keepalive": True,
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 25,
         "visibility_timeout": s.visibility_timeout,
         "broker_connection_retry_on_startup": s.broker_connection_retry_on_startup,
         "broker_connection_max_retries": s.broker_connection_max_retries,

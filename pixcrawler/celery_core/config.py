@@ -74,6 +74,8 @@ def _check_redis_url(value: SecretStr) -> SecretStr:
             )
         if parsed.scheme != "unix" and not parsed.hostname:
             raise ValueError("has no host")
+        if parsed.netloc.endswith(":"):
+            raise ValueError("has an empty port (write host:6379 or leave the port out)")
         db = parsed.path.lstrip("/")
         if parsed.scheme in ("redis", "rediss") and db and not db.isdigit():
             raise ValueError("database must be a number, e.g. redis://host:6379/0")
