@@ -312,3 +312,10 @@ def test_blank_process_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> 
     s = load_settings()
     assert s.worker_max_memory_per_child is None
     assert s.broker_connection_max_retries is None
+
+
+def test_empty_port_is_refused_not_silently_defaulted() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({f"{P}BROKER_URL": f"redis://:{SECRET}@redis.internal:/0"})
+    assert "empty port" in _problems(info.value)[f"{P}BROKER_URL"]
+    _assert_secret_absent(info.value)

@@ -24,6 +24,11 @@ from pixcrawler.celery_core.redact import MASK, redact_url, strip_userinfo
         ("rediss://:pw@h:6380/0?note=a@b", "rediss://:***@h:6380/0?note=a@b"),
         ("unix:///run/redis/redis.sock", "unix:///run/redis/redis.sock"),
         (
+            "unix:///run/redis.sock?db=0&password=hunter2",
+            "unix:///run/redis.sock?db=0&password=***",
+        ),
+        ("redis://h:6379/0?PASSWORD=hunter2&x=1", "redis://h:6379/0?PASSWORD=***&x=1"),
+        (
             "sentinel://:hunter2@s1:26379;sentinel://:hunter2@s2:26379",
             "sentinel://:***@s1:26379;sentinel://:***@s2:26379",
         ),

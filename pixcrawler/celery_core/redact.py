@@ -15,6 +15,8 @@ MASK = "***"
 # Greedy up to the LAST '@' of the authority, as urllib (and so redis-py and kombu) split
 # it: a password containing '@' must be masked whole, not up to its first '@'.
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s;]*)@")
+# redis-py also takes the password as a query parameter (redis://host/0?password=...).
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|sentinel_password)=)[^&#\s;]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -33,7 +35,7 @@ def redact_url(url: str) -> str:
         masked = f"{user}:{MASK}" if sep else MASK
         return f"{match.group('scheme')}{masked}@"
 
-    return _USERINFO.sub(_mask, url)
+    return _QUERY_SECRET.sub(rf"\g<key>{MASK}", _USERINFO.sub(_mask, url))
 
 
 def strip_userinfo(url: str) -> str:
