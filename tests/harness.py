@@ -152,6 +152,7 @@ class Worker:
         concurrency: int = 2,
         include: str | None = None,
         extra: tuple[str, ...] = (),
+        app: str = "pixcrawler.celery_core.app",
     ) -> None:
         Worker._counter += 1
         self.name = f"w{Worker._counter}-{os.getpid()}@localhost"
@@ -162,7 +163,7 @@ class Worker:
             "-m",
             "celery",
             "-A",
-            "pixcrawler.celery_core.app",
+            app,
             "worker",
             "-Q",
             queues,
