@@ -1,0 +1,278 @@
+"""Cheap checks of the Ansible bundle: linters, syntax, role contracts, and preflight.
+
+The preflight cases run the real playbook in ``--check`` mode against this machine with a
+deliberately broken inventory or variable, and assert two things: the run fails naming the
+variable, and it stopped before the first play that changes anything ("Redis broker").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parent.parent
+ANSIBLE_DIR = ROOT / "ansible"
+ROLES_DIR = ANSIBLE_DIR / "roles"
+BIN = Path(sys.executable).parent
+ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if p.is_dir())
+#: The example vault password the committed staging/prod vaults are encrypted with.
+EXAMPLE_VAULT_PASSWORD = "pixcrawler-example-vault-password"
+FIRST_CHANGING_PLAY = "PLAY [Redis broker]"
+
+
+def tool(name: str) -> Path:
+    path = BIN / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed (uv sync --group deploy)")
+    return path
+
+
+def clean_env() -> dict[str, str]:
+    """The test session's PIXCRAWLER_* variables must not leak into a deploy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    return env
+
+
+def run(
+    args: list[str | Path], cwd: Path = ROOT, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_yamllint_passes() -> None:
+    mine = [
+        p
+        for p in [*ANSIBLE_DIR.rglob("*.yml"), *(ROOT / "env").rglob("*.yml")]
+        if "molecule" not in p.relative_to(ROOT).parts and not p.name.endswith("vault.yml")
+    ]
+    result = run([tool("yamllint"), "--strict", "-f", "parsable", ".yamllint", *mine])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_ansible_lint_production_profile_passes() -> None:
+    result = run([tool("ansible-lint"), "--offline", "ansible/site.yml", "ansible/roles"])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_syntax_check(env: str) -> None:
+    result = run(
+        [tool("ansible-playbook"), "site.yml", "--syntax-check", "-e", f"env={env}"],
+        cwd=ANSIBLE_DIR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_has_argument_specs_and_commented_defaults(role: str) -> None:
+    path = ROLES_DIR / role
+    specs = yaml.safe_load((path / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert specs["argument_specs"]["main"].get("short_description")
+    for name, spec in options.items():
+        assert spec.get("description"), f"{role}: {name} has no description"
+    defaults_file = path / "defaults" / "main.yml"
+    assert defaults_file.is_file(), f"{role} has no defaults/main.yml"
+    lines = defaults_file.read_text().splitlines()
+    defaults = yaml.safe_load(defaults_file.read_text()) or {}
+    for name in defaults:
+        assert name in options, f"{role}: default {name} missing from argument_specs"
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:"))
+        above = [line for line in lines[:index] if line.strip()]
+        # A one-line comment per variable; consecutive related ones may share one.
+        assert above, f"{role}: {name} has no comment above it"
+        assert above[-1].startswith("#") or re.match(r"^\w+:", above[-1]), (
+            f"{role}: {name} has no comment above it"
+        )
+    assert any(line.startswith("#") for line in lines), f"{role}: defaults have no comments"
+
+
+def test_roles_install_the_unit_files_from_systemd_dir() -> None:
+    """One source of truth: the roles copy systemd/*, they never template their own."""
+    units = {p.name for p in (ROOT / "systemd").glob("pixcrawler*")}
+    copied = set()
+    for tasks in ROLES_DIR.glob("*/tasks/*.yml"):
+        copied |= set(re.findall(r"(pixcrawler[-\w@]*\.(?:service|target))", tasks.read_text()))
+    templates = {p.name for p in ROLES_DIR.glob("*/templates/*")}
+    assert units <= copied, f"unit files no role installs: {units - copied}"
+    assert not any(t.endswith((".service.j2", ".target.j2")) for t in templates)
+
+
+def test_queue_names_are_not_hard_coded_outside_the_package() -> None:
+    """The inventory check reads the package; no list of every queue lives in ansible/."""
+    from pixcrawler.celery_core.queues import QUEUE_NAMES
+
+    everything = re.compile(r"\[\s*" + r"\s*,\s*".join(QUEUE_NAMES) + r"\s*\]")
+    for path in [*ANSIBLE_DIR.rglob("*.yml"), *ROOT.joinpath("env").rglob("*.yml")]:
+        if "molecule" in path.parts:
+            continue
+        assert not everything.search(path.read_text(errors="replace")), path
+
+
+def test_vaults_are_encrypted() -> None:
+    for env in ("staging", "prod"):
+        text = (ROOT / "env" / env / "vault.yml").read_text()
+        assert text.startswith("$ANSIBLE_VAULT;"), f"env/{env}/vault.yml is not encrypted"
+
+
+# --- preflight: a bad variable fails before any host changes -----------------------------
+
+
+def preflight(tmp_path: Path, env: str, inventory: str, *extra: str) -> str:
+    """Run site.yml --check with *inventory*; return its output (it must fail)."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(inventory)
+    vault = tmp_path / "vault-pass"
+    vault.write_text(EXAMPLE_VAULT_PASSWORD + "\n")
+    result = run(
+        [
+            tool("ansible-playbook"),
+            "site.yml",
+            "--check",
+            "-i",
+            inv,
+            "-e",
+            f"env={env}",
+            "--vault-password-file",
+            vault,
+            *extra,
+        ],
+        cwd=ANSIBLE_DIR,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert FIRST_CHANGING_PLAY not in output, "the run went past the preflight play"
+    assert re.search(r"changed=0\s", output), output[-2000:]
+    return output
+
+
+def local_inventory(env: str, workers_vars: str = "", beat_hosts: str = "localhost:") -> str:
+    return f"""
+{env}:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: /usr/bin/python3
+      ansible_become: false
+    other.invalid:
+redis:
+  hosts:
+    localhost:
+workers:
+  hosts:
+    localhost:
+{workers_vars}
+flower:
+  hosts:
+    localhost:
+beat:
+  hosts:
+    {beat_hosts}
+"""
+
+
+needs_local_deploy_tools = pytest.mark.skipif(
+    not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3 (Debian)"
+)
+
+
+@needs_local_deploy_tools
+def test_unknown_queue_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory(
+        "dev", "      pixcrawler_workers_queues: [crawl, thumbnails]"
+    ).replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, "dev", inventory)
+    assert "pixcrawler_workers_queues" in output
+    assert "thumbnails" in output
+    from pixcrawler.celery_core.queues import QUEUE_NAMES
+
+    assert ", ".join(QUEUE_NAMES) in output  # the list comes from the package
+
+
+@needs_local_deploy_tools
+def test_two_beat_hosts_fail_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev", beat_hosts="localhost:\n    other.invalid:")
+    output = preflight(tmp_path, "dev", inventory, "--limit", "localhost")
+    assert "exactly one in beat" in output
+    assert "other.invalid" in output
+
+
+@needs_local_deploy_tools
+def test_settings_the_package_rejects_fail_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(
+        tmp_path,
+        "dev",
+        inventory,
+        "-e",
+        '{"pixcrawler_settings": {"task_time_limit": 60, "task_soft_time_limit": 90}}',
+    )
+    assert "PIXCRAWLER_CELERY_TASK_SOFT_TIME_LIMIT" in output
+
+
+@needs_local_deploy_tools
+def test_argument_spec_violation_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(
+        tmp_path, "dev", inventory, "-e", "pixcrawler_redis_maxmemory_policy=allkeys-lru"
+    )
+    assert "pixcrawler_redis_maxmemory_policy" in output
+
+
+@needs_local_deploy_tools
+def test_missing_password_fails_before_changes_naming_it(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_redis_flower_password=")
+    assert "pixcrawler_redis_flower_password is missing or empty" in output
+
+
+@needs_local_deploy_tools
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_weak_vault_placeholders_are_refused(tmp_path: Path, env: str) -> None:
+    inventory = local_inventory(env).replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, env, inventory)
+    assert "pixcrawler_redis_app_password is weak" in output
+    for secret in ("CHANGE-ME-redis-app", "CHANGE-ME-redis-flower", "CHANGE-ME-flower-ui"):
+        assert secret not in output
+
+
+@needs_local_deploy_tools
+def test_missing_flower_credentials_are_refused_in_prod(tmp_path: Path) -> None:
+    inventory = local_inventory("prod").replace("    other.invalid:\n", "")
+    strong = secrets.token_hex(16)
+    output = preflight(
+        tmp_path,
+        "prod",
+        inventory,
+        "-e",
+        f"vault_pixcrawler_redis_app_password=a{strong}",
+        "-e",
+        f"vault_pixcrawler_redis_flower_password=b{strong}",
+        "-e",
+        f"vault_pixcrawler_flower_basic_auth_password=c{strong}",
+        "-e",
+        "vault_pixcrawler_flower_basic_auth_user=",
+    )
+    assert "needs Flower basic auth" in output
+    assert strong not in output
