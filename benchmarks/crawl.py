@@ -1,0 +1,103 @@
+"""(c) Crawl throughput against a loopback image server that takes 100 ms per image.
+
+The server runs in its own process (so its threads do not share the benchmark client's
+GIL), answers ``/img/<n>.png`` with a distinct small PNG after sleeping ``DELAY``, keeps
+connections alive, and listens with a deep backlog so a burst of new connections is not
+held back by SYN retries. Every image is different, so every download is really stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+from benchmarks.batch import BatchResult, run_batch
+from benchmarks.env import Bench, Profile
+
+DELAY = 0.1
+CRAWL_TASK = "builder.tasks.crawl_task"
+
+
+def png(index: int) -> bytes:
+    """A 48x48 PNG unique to *index* (colour from the index, one marker pixel)."""
+    image = Image.new("RGB", (48, 48), (index % 256, (index // 256) % 256, 128))
+    image.putpixel((index % 48, 0), (255, 255, 255))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        name = self.path.rsplit("/", 1)[-1].removesuffix(".png")
+        if not name.isdigit():
+            self.send_error(404)
+            return
+        body = png(int(name))
+        time.sleep(DELAY)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512
+    daemon_threads = True
+
+
+def _serve(port_queue: Any) -> None:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+@contextlib.contextmanager
+def slow_image_server() -> Iterator[str]:
+    """Base URL of a loopback server in a child process; stopped on exit."""
+    ctx = multiprocessing.get_context("spawn")
+    ports: Any = ctx.Queue()
+    proc = ctx.Process(target=_serve, args=(ports,), daemon=True)
+    proc.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=30)}"
+    finally:
+        proc.terminate()
+        proc.join(10)
+
+
+def _check(envelopes: list[Any]) -> None:
+    bad = [e for e in envelopes if e["data"]["succeeded"] != 1]
+    if bad:
+        raise RuntimeError(f"{len(bad)} crawls did not store their image: {bad[0]['data']!r}")
+
+
+def run_crawl(bench: Bench, profile: Profile, base: str, first: int, n: int) -> BatchResult:
+    """Crawl images first..first+n (one URL per task, as the seed submits them)."""
+    # Warm every pool process/thread: each opens its HTTP client on first use.
+    w = max(20, profile.concurrency * profile.instances)
+    warm = [f"{base}/img/{i}.png" for i in range(first, first + w)]
+    urls = [f"{base}/img/{i}.png" for i in range(first + w, first + w + n)]
+    return run_batch(
+        bench,
+        profile,
+        queue="crawl",
+        task=CRAWL_TASK,
+        warmup=warm,
+        payloads=urls,
+        check=_check,
+        label=profile.label,
+    )

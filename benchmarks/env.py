@@ -1,0 +1,152 @@
+"""One throwaway Redis and the worker profiles every benchmark compares side by side.
+
+The Redis is the test harness's: Debian's redis-server on a free loopback port, password
+in a 0600 config file (never on a command line), AOF ``everysec`` as in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from pixcrawler.celery_core.app import create_app
+from pixcrawler.celery_core.config import load_settings
+from tests.harness import RedisServer, Worker, settings_env
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A worker configuration: pool, concurrency and the settings an env file would carry."""
+
+    label: str
+    pool: str
+    concurrency: int
+    settings: dict[str, str] = field(default_factory=dict)
+    #: Extra ``celery worker`` arguments (e.g. ``--without-heartbeat``).
+    extra: tuple[str, ...] = ()
+    #: Worker processes (systemd instances) consuming the same queue.
+    instances: int = 1
+    #: Run with the kombu client-reuse change proposed for the package (benchmarks.patched).
+    patched: bool = False
+
+    def describe(self) -> str:
+        keys = {
+            "WORKER_PREFETCH_MULTIPLIER": "prefetch",
+            "TASK_TRACK_STARTED": "track_started",
+            "ENABLE_MONITORING": "events",
+            "TASK_ACKS_LATE": "acks_late",
+            "WORKER_MAX_TASKS_PER_CHILD": "max_tasks_per_child",
+        }
+        parts = [f"{self.pool} -c {self.concurrency}"]
+        if self.instances > 1:
+            parts[0] = f"{self.instances} x ({parts[0]})"
+        if self.patched:
+            parts.append("+kombu client reuse patch")
+        parts += [f"{short}={self.settings[k]}" for k, short in keys.items() if k in self.settings]
+        parts += list(self.extra)
+        return ", ".join(parts)
+
+
+SEED_SETTINGS = {
+    "WORKER_CONCURRENCY": "35",
+    "WORKER_PREFETCH_MULTIPLIER": "1",
+    "TASK_ACKS_LATE": "true",
+    "TASK_TRACK_STARTED": "true",
+    "ENABLE_MONITORING": "true",
+}
+
+
+def seed_profile(label: str = "seed") -> Profile:
+    """The original PixCrawler settings: prefork, 35 processes, prefetch 1, everything on."""
+    return Profile(label, "prefork", 35, dict(SEED_SETTINGS))
+
+
+class BenchWorker(Worker):
+    """A harness worker that is also "ready" when its log level hides the ready line.
+
+    The control (pidbox) binding is declared as the consumer starts, so its presence in
+    Redis means the worker is consuming, whatever ``--loglevel`` says.
+    """
+
+    def __init__(self, client: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis = client
+
+    def _ready(self) -> bool:
+        if super()._ready():
+            return True
+        members = self._redis.smembers("_kombu.binding.celery.pidbox")
+        return any(self.name.encode() in m for m in members)
+
+
+class Bench:
+    """The shared Redis, a scratch directory and helpers to run workers against it."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="pixcrawler-bench-"))
+        self.password = "bench-" + secrets.token_hex(16)
+        self.redis = RedisServer(self.root / "redis", self.password)
+        self.storage = self.root / "storage"
+        self.logs = self.root / "logs"
+        self.logs.mkdir()
+
+    def env(self, profile: Profile, **more: str) -> dict[str, str]:
+        settings = {**profile.settings, **more}
+        settings.setdefault("WORKER_CONCURRENCY", str(profile.concurrency))
+        return settings_env(self.redis, self.storage, **settings)
+
+    def client_app(self, profile: Profile) -> Celery:
+        """A client app with the profile's settings (sent events follow ENABLE_MONITORING)."""
+        env = {k: v for k, v in self.env(profile).items() if k.startswith("PIXCRAWLER_")}
+        return create_app(load_settings(env))
+
+    @contextlib.contextmanager
+    def workers(
+        self, profile: Profile, queues: str, include: str | None = None, **more: str
+    ) -> Iterator[list[Worker]]:
+        """The profile's worker instances, started and ready; stopped (warm) afterwards."""
+        started: list[Worker] = []
+        if profile.patched:
+            include = ",".join(filter(None, [include, "benchmarks.patched_worker"]))
+        try:
+            for _ in range(profile.instances):
+                worker: Worker = BenchWorker(
+                    self.redis.client(),
+                    self.env(profile, **more),
+                    queues,
+                    logdir=self.logs,
+                    pool=profile.pool,
+                    concurrency=profile.concurrency,
+                    include=include,
+                    extra=profile.extra,
+                )
+                started.append(worker)
+                worker.start()
+            yield started
+        finally:
+            for worker in started:
+                worker.stop()
+                worker.kill()
+
+    def reset_redis(self) -> None:
+        """Empty every database and zero INFO commandstats between measurements."""
+        client = self.redis.client()
+        client.flushall()
+        client.config_resetstat()
+
+    def __enter__(self) -> Bench:
+        self.redis.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.redis.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

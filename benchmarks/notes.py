@@ -1,0 +1,122 @@
+"""The prose of docs/BENCHMARKS.md: why the numbers come out as they do.
+
+Kept apart from report.py so the renderer stays readable. Statements here were checked
+against measurements made while building the benchmark (profiles, commandstats, CPU
+per task); the tables of every run show whether they still hold.
+"""
+
+WHERE_TIME_GOES = """\
+What makes the seed slow, from the tables above and from profiling a worker:
+
+- **The prefork parent is a serial bottleneck.** With prefork, the parent process alone
+  does all broker I/O (BRPOP, kombu's unacked bookkeeping, acks, events) and hands each
+  task to a child through a pipe and back. Adding children does not add consumers: 35
+  children mostly wait, and each costs memory (see peak RSS/PSS). prefork with 2 children
+  and a large prefetch was not faster than the seed when tried: the parent stays the
+  bottleneck. The solo pool runs the task inside the consuming process (no pipe, no
+  pickling), and two solo instances give two independent consumers for two cores.
+- **`track_started`** costs one more result write per task (GET + SETEX + PUBLISH: the
+  Redis backend reads the current state before every write).
+- **Events** (Flower) cost a PUBLISH per event: task-sent from the client, received,
+  started and succeeded from the worker, each JSON-encoded and (succeeded) carrying a
+  repr of the result. The "events off" rows show the price.
+- **Per-task INFO logging** (celery's received/succeeded lines plus BaseTask's own) costs
+  CPU and, at hundreds of tasks per second, more lines than journald's default rate limit
+  (10,000 per 30 s per unit) lets through. The short-task queue logs at WARNING.
+- **The client**: `AsyncResult.get()` per task reads each result and subscribes/
+  unsubscribes its channel; collecting with `backend.get_many()` (MGET in batches) costs
+  almost nothing. Publishing stays the client's main cost (~1 ms of CPU per task in
+  Celery's `send_task`: message building, an SMEMBERS exchange lookup and an LPUSH,
+  a SUBSCRIBE for the result, and a PUBLISH for the task-sent event). Reusing one
+  producer saves little CPU because Celery's producer pool already reuses connections.
+  In the "ours" rows the client, not the workers, is usually the bottleneck: burst
+  latency stays low because the workers keep up with publishing.
+- **kombu builds a new `redis.Redis` object for every command it sends** (publish, ack,
+  event, exchange lookup); redis-py's constructor copies ~200 response callbacks each
+  time, about 100 us of CPU, three to six times per task on each side. The
+  "+ kombu patch" rows measure the one-class change proposed below.
+- **Redis itself is not the limit**: it spends a fraction of a millisecond of CPU per
+  task (last column of the CPU split), and `redis-benchmark` in (b) shows it serving
+  tens of thousands of commands per second against the ~20 commands a task needs.
+- On this shared 2-core machine all processes (client, workers, Redis, other jobs)
+  compete for the same cores, so the CPU per task (client + worker + Redis) is the most
+  stable figure: 2 cores / total CPU per task bounds the throughput on an idle machine.\
+"""
+
+REDIS_BENCHMARK_NOTE = """\
+`redis-benchmark` takes a password only on its command line, where `ps` shows it. It
+therefore never gets the server's real password: it runs as a throwaway ACL user with
+its own random password, allowed only the benchmark's keys in database 9, created just
+before the run and deleted just after. That throwaway password is visible in `ps` for
+the seconds the run lasts, which is acceptable for a benchmark server bound to loopback;
+the password the workers use never appears on any command line. LPUSH and RPOP pay for
+AOF (`appendfsync everysec`) as the broker does.\
+"""
+
+CRAWL_NOTE = """\
+Downloading is waiting: each image takes the server's 100 ms, so throughput is the
+number of downloads in flight divided by 100 ms, minus the per-task overhead. The seed
+gets 35 in flight from 35 prefork processes (about 75 MiB RSS each); a threads pool gets
+64 in flight in one process. Threads share one `httpx.Client` per process (the fetch
+code creates it lazily and shares it); its default pool of 100 connections caps useful
+concurrency per process at 100. Time limits: the threads pool does not enforce
+`task_time_limit`/`task_soft_time_limit` (only prefork does); the crawl code bounds each
+download itself (connect/read timeouts and `CRAWL_TOTAL_TIMEOUT`).\
+"""
+
+RECOMMEND_DEFAULT = """\
+  Two solo instances (one per core; run them as two units, e.g. a templated
+  `pixcrawler-worker@default-1/2`) because the solo pool has no parent/child pipe and
+  each instance is its own consumer; prefetch 4 keeps each instance fed while bounding
+  the tasks that wait for `visibility_timeout` if an instance is SIGKILLed (4 per
+  instance); WARNING log level (see "where the time goes"). The solo pool does not
+  enforce time limits and runs one task at a time: anything slow or untrusted belongs
+  on another queue. If the deployment can only run one unit per queue, the threads pool
+  with concurrency 4 (row "ours, threads pool") is the fallback.\
+"""
+
+RECOMMEND_CRAWL = """\
+  Threads, 64 per process: I/O-bound downloads need many in flight, not many processes.
+  Prefetch 2 reserves at most 128 messages. `max_tasks_per_child` does not apply to
+  threads; cap memory with systemd's `MemoryMax=` instead. Keep it at or below 100 per
+  process (the shared httpx pool size); for more parallelism run more instances.\
+"""
+
+RECOMMEND_VALIDATION = """\
+  Prefork with one process per core: decoding is CPU-bound and holds the GIL, so more
+  processes than cores only add memory and context switches, and prefork is the pool
+  that enforces the time limits a hostile image might need. Prefetch 4 hides the
+  broker round trip between short decodes. `max_tasks_per_child` 1000 returns memory
+  fragmented by large decodes.\
+"""
+
+RECOMMEND_MAINTENANCE = """\
+  One prefork process: cleanups are rare, long scans; prefork enforces the time limits;
+  prefetch 1 so a long cleanup never holds a second one hostage; the child is recycled
+  every 100 tasks.\
+"""
+
+PATCH_NOTE = """\
+Not applied to the package (benchmarks own no package code). The "+ kombu patch" rows
+load the same method into the worker with `-I benchmarks.patched_worker` and into the
+benchmark's client (`benchmarks/patched.py`), so the gain is measured, not estimated.
+The change is a transport subclass selected by `broker_transport`, a supported Celery
+setting, rather than a monkeypatch; commands still go through kombu's connection pool,
+so reconnects, `visibility_timeout` and acks behave as before. Sentinel URLs keep
+kombu's own sentinel transport.\
+"""
+
+CAVEATS = """\
+- The machine was shared with other jobs during the run (load averages above); each
+  configuration ran interleaved with the others, and rounds that moved a lot show it in
+  the "each round" column.
+- Peak RSS sums VmRSS over the worker's processes, counting pages shared after fork once
+  per process; PSS (from `smaps_rollup`) splits shared pages and is closer to what the
+  host spends. Both sampled every 0.25-0.5 s.
+- Workers run with `--without-gossip --without-mingle` (as the test harness and the
+  systemd units start them) and log to a file.
+- CPU per task for Redis comes from `INFO cpu`; for the worker from /proc (main process,
+  live children and reaped children); for the client from the benchmark process.
+- No timed assertions exist anywhere: this is a report, not a test; `tests/` does not
+  run it.\
+"""

@@ -1,0 +1,134 @@
+"""Run every benchmark side by side against one Redis and write docs/BENCHMARKS.md.
+
+    uv run python benchmarks/run.py            # full run, a few minutes on 2 cores
+    uv run python benchmarks/run.py --quick    # smaller batches, for trying changes
+
+Configurations are interleaved (seed, ours, seed, ours, ...) and repeated, and the report
+gives medians and per-round ratios: on a shared 2-core machine the load changes from one
+minute to the next, and only comparisons made close together in time mean anything.
+Everything talks to loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # ``python benchmarks/run.py`` puts benchmarks/ itself on sys.path, not the repo.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import report
+from benchmarks.batch import BatchResult, run_batch
+from benchmarks.cases import CRAWL_CASES, MAINTENANCE_CASE, THROUGHPUT_CASES, VALIDATION_CASES
+from benchmarks.crawl import run_crawl, slow_image_server
+from benchmarks.env import Bench
+from benchmarks.machine import load_average, machine_info
+from benchmarks.redis_ceiling import redis_benchmark
+from benchmarks.throughput import (
+    OUR_CLIENT,
+    SEED_CLIENT,
+    ThroughputResult,
+    publish_only,
+    run_throughput,
+)
+from benchmarks.validation import make_images, pillow_ceiling, run_validation
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batches, one round")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 2)
+    n_tasks, n_rtt = (600, 20) if args.quick else (2000, 50)
+    n_crawl = 300 if args.quick else 1000
+    n_images = 150 if args.quick else 400
+
+    started = time.perf_counter()
+    with Bench() as bench:
+        data = report.Report(machine=machine_info(bench), rounds=rounds)
+
+        _say("(b) redis-benchmark")
+        data.redis = redis_benchmark(bench)
+
+        _say("(a) publish rate without workers")
+        seed_profile, _ = THROUGHPUT_CASES[0]
+        ours_profile, _ = THROUGHPUT_CASES[1]
+        data.publish_only = {
+            f"seed client ({SEED_CLIENT.label}), sent events on": publish_only(
+                bench, seed_profile, SEED_CLIENT, n_tasks
+            ),
+            f"our client ({OUR_CLIENT.label}), sent events on": publish_only(
+                bench, ours_profile, OUR_CLIENT, n_tasks
+            ),
+        }
+        throughput: list[ThroughputResult] = []
+        for r in range(rounds):
+            for profile, client in THROUGHPUT_CASES:
+                _say(f"(a) round {r + 1}: {profile.label}")
+                throughput.append(
+                    run_throughput(bench, profile, client, n_tasks, n_rtt, profile.label)
+                )
+                _say(f"    {throughput[-1].rate:.0f} tasks/s")
+        data.throughput = throughput
+
+        _say("(c) crawl")
+        crawl: list[BatchResult] = []
+        with slow_image_server() as base:
+            first = 0
+            for r in range(rounds):
+                for profile in CRAWL_CASES:
+                    _say(f"(c) round {r + 1}: {profile.label}")
+                    crawl.append(run_crawl(bench, profile, base, first, n_crawl))
+                    first += n_crawl + 200
+                    _say(f"    {crawl[-1].rate:.0f} images/s")
+        data.crawl = crawl
+
+        _say("(d) validation")
+        images = make_images(bench.storage / "validation", n_images + 40)
+        warm, batch = images[:40], images[40:]
+        validation: list[BatchResult] = []
+        ceilings: list[float] = []
+        nproc = int(data.machine["nproc"])
+        for r in range(rounds):
+            ceilings.append(pillow_ceiling(batch, nproc)[0])
+            _say(f"(d) round {r + 1}: Pillow ceiling {ceilings[-1]:.0f} images/s")
+            for profile in VALIDATION_CASES:
+                validation.append(run_validation(bench, profile, warm, batch))
+                _say(f"(d) round {r + 1}: {profile.label} {validation[-1].rate:.0f} images/s")
+        data.validation = validation
+        data.validation_ceiling = ceilings
+
+        _say("maintenance worker footprint")
+        data.maintenance = run_batch(
+            bench,
+            MAINTENANCE_CASE,
+            queue="maintenance",
+            task="celery_core.cleanup_expired_results",
+            warmup=[500],
+            payloads=[500] * 20,
+            check=lambda envelopes: None,
+            label="maintenance",
+        )
+        data.machine["load average at end (1/5/15 min)"] = load_average()
+    data.elapsed = time.perf_counter() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.render(data))
+    _say(f"wrote {args.output} ({data.elapsed:.0f} s)")
+    for line in report.summary(data):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

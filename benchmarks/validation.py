@@ -1,0 +1,79 @@
+"""(d) Validation throughput through a real worker, against Pillow's own ceiling.
+
+The ceiling is :func:`inspect_image` (header checks, ``verify()``, full ``load()``: exactly
+what ``validate_task`` does per file) on every core with :mod:`multiprocessing`, with no
+Celery and no Redis. The gap between the two is the price of the task machinery.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from benchmarks.batch import BatchResult, run_batch
+from benchmarks.env import Bench, Profile
+from pixcrawler.celery_core.config import CelerySettings
+from pixcrawler.validator.images import inspect_image
+
+VALIDATE_TASK = "validator.tasks.validate_task"
+SIZE = (1024, 768)
+
+
+def make_images(directory: Path, count: int, seed: int = 7) -> list[Path]:
+    """Distinct JPEGs of a photo-like size: a gradient, noise and a per-image stripe."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    base = Image.linear_gradient("L").resize(SIZE).convert("RGB")
+    noise = Image.effect_noise(SIZE, 30).convert("RGB")
+    mixed = Image.blend(base, noise, 0.25)
+    paths = []
+    for i in range(count):
+        image = mixed.copy()
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        image.paste(colour, (0, i % SIZE[1], SIZE[0], i % SIZE[1] + 8))
+        path = directory / f"bench-{i:05d}.jpg"
+        image.save(path, format="JPEG", quality=85)
+        paths.append(path)
+    return paths
+
+
+def _inspect(path: str) -> str:
+    return inspect_image(Path(path).read_bytes(), CelerySettings()).format
+
+
+def pillow_ceiling(paths: list[Path], processes: int) -> tuple[float, float]:
+    """(images/s, seconds) for inspect_image over *paths* on *processes* processes."""
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pool.map(_inspect, [str(p) for p in paths[: processes * 2]])  # warm the pool
+        start = time.perf_counter()
+        formats = pool.map(_inspect, [str(p) for p in paths], chunksize=4)
+        seconds = time.perf_counter() - start
+    if set(formats) != {"JPEG"}:
+        raise RuntimeError(f"Pillow ceiling: unexpected formats {set(formats)}")
+    return len(paths) / seconds, seconds
+
+
+def _check(envelopes: list[Any]) -> None:
+    bad = [e for e in envelopes if len(e["data"]["valid"]) + e["data"]["duplicates"] != 1]
+    if bad:
+        raise RuntimeError(f"{len(bad)} images were not accepted: {bad[0]['data']!r}")
+
+
+def run_validation(
+    bench: Bench, profile: Profile, warm: list[Path], paths: list[Path]
+) -> BatchResult:
+    return run_batch(
+        bench,
+        profile,
+        queue="validation",
+        task=VALIDATE_TASK,
+        warmup=[str(p) for p in warm],
+        payloads=[str(p) for p in paths],
+        check=_check,
+        label=profile.label,
+    )
