@@ -1,0 +1,148 @@
+"""The Molecule scenarios, run as part of the suite (``pytest -m ansible``).
+
+Each scenario converges real hosts (Docker containers with systemd as PID 1, or with a
+plain PID 1 for supervisord), checks idempotence and a ``--check`` run, and runs the shared
+verify (ansible/molecule/shared/verify.yml). Docker is started and the Debian images are
+built (or reused) by the repo's own scripts. Without a working Docker engine these tests
+FAIL: a skipped Molecule run would look like a green one.
+
+PIXCRAWLER_MOLECULE_SCENARIOS picks a subset (comma list of scenario or scenario:release,
+e.g. ``default,default:trixie``); the default is every scenario on Debian 12 plus
+``default`` on Debian 13. Logs go to $PIXCRAWLER_MOLECULE_LOGS (default: a temp dir).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parent.parent
+MOLECULE = REPO / "ansible" / "molecule"
+RUN = MOLECULE / "run"
+DEFAULT_MATRIX = "default,multihost,supervisor,default:trixie"
+LOGS = Path(os.environ.get("PIXCRAWLER_MOLECULE_LOGS") or tempfile.mkdtemp(prefix="molecule-"))
+
+
+def _matrix() -> list[tuple[str, str]]:
+    raw = os.environ.get("PIXCRAWLER_MOLECULE_SCENARIOS") or DEFAULT_MATRIX
+    out = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        scenario, _, release = item.partition(":")
+        out.append((scenario, release or "bookworm"))
+    return out
+
+
+def _run(argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> int:
+    with log.open("w") as out:
+        proc = subprocess.run(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            check=False,
+        )
+    return proc.returncode
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / "start-docker.log"
+    if _run([str(REPO / "scripts/start-docker")], log, timeout=600) != 0:
+        pytest.fail(f"Docker engine could not be started; Molecule cannot run:\n{_tail(log)}")
+
+
+@pytest.fixture(scope="session")
+def test_images(docker_engine: None) -> set[str]:
+    releases = sorted({release for _, release in _matrix()})
+    log = LOGS / "build-test-images.log"
+    if _run([str(REPO / "scripts/build-test-images"), *releases], log, timeout=1200) != 0:
+        pytest.fail(f"test-host images could not be built:\n{_tail(log)}")
+    return set(releases)
+
+
+def _known_secrets() -> list[str]:
+    """Passwords the scenarios deploy: they must never show in Molecule's output."""
+    found = re.findall(
+        r"^\s*\w*password\w*:\s*([^\s#\"']+)", (REPO / "env/dev.yml").read_text(), re.M
+    )
+    view = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(MOLECULE / "test-vault-password.txt"),
+            str(MOLECULE / "shared/sandbox/test-vault.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    vault = yaml.safe_load(view.stdout)
+    found += [str(v) for k, v in vault.items() if "password" in k]
+    assert found, "no secrets found to look for"
+    return found
+
+
+@pytest.mark.ansible
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize(("scenario", "release"), _matrix(), ids=lambda v: str(v))
+def test_scenario(test_images: set[str], scenario: str, release: str) -> None:
+    log = LOGS / f"molecule-{scenario}-{release}.log"
+    start = time.monotonic()
+    rc = _run(
+        [str(RUN), scenario, "test"],
+        log,
+        timeout=3300,
+        env={
+            "PIXCRAWLER_TEST_RELEASE": release,
+            "PIXCRAWLER_MOLECULE_SANDBOX": f"/tmp/pixcrawler-molecule/{scenario}-{release}",
+        },
+    )
+    elapsed = time.monotonic() - start
+    print(f"molecule {scenario} on {release}: rc={rc} in {elapsed:.0f} s (log: {log})")
+    assert rc == 0, f"molecule test -s {scenario} ({release}) failed:\n{_tail(log)}"
+    text = log.read_text(errors="replace")
+    for step in ("converge", "idempotence", "check", "verify"):
+        assert re.search(rf"\[{scenario} > {step}\] Executed: Successful", text), step
+    leaked = [s for s in _known_secrets() if s in text]
+    assert not leaked, f"{len(leaked)} secret(s) appear in the Molecule output ({log})"
+
+
+# --- cheap consistency checks (no Docker) ------------------------------------------------
+
+
+def test_prod_like_settings_repeat_prod() -> None:
+    """The test-only prod settings replace env/prod.yml's dict: they must not drop any."""
+    prod = yaml.safe_load((REPO / "env/prod.yml").read_text())["pixcrawler_settings"]
+    test = yaml.safe_load((MOLECULE / "shared/sandbox/prod-molecule.yml").read_text())
+    for key, value in prod.items():
+        assert test["pixcrawler_settings"].get(key) == value, key
+
+
+def test_every_scenario_runs_the_full_sequence() -> None:
+    for path in sorted(MOLECULE.glob("*/molecule.yml")):
+        seq = yaml.safe_load(path.read_text())["scenario"]["test_sequence"]
+        for step in ("create", "converge", "idempotence", "check", "verify", "destroy"):
+            assert step in seq, f"{path.parent.name} lacks {step}"
+        assert seq.index("converge") < seq.index("idempotence") < seq.index("check")
+
+
+def test_test_vault_is_marked_test_only() -> None:
+    password = (MOLECULE / "test-vault-password.txt").read_text()
+    assert "TEST-ONLY" in password
+    assert (MOLECULE / "shared/sandbox/test-vault.yml").read_text().startswith("$ANSIBLE_VAULT")
