@@ -22,7 +22,8 @@ What makes the seed slow, from the tables above and from profiling a worker:
   repr of the result. The "events off" rows show the price.
 - **Per-task INFO logging** (celery's received/succeeded lines plus BaseTask's own) costs
   CPU and, at hundreds of tasks per second, more lines than journald's default rate limit
-  (10,000 per 30 s per unit) lets through. The short-task queue logs at WARNING.
+  (10,000 per 30 s per unit) lets through. The recommended settings log at WARNING
+  (failures and retries are still logged).
 - **The client**: `AsyncResult.get()` per task reads each result and subscribes/
   unsubscribes its channel; collecting with `backend.get_many()` (MGET in batches) costs
   almost nothing. Publishing stays the client's main cost (~1 ms of CPU per task in
@@ -35,6 +36,8 @@ What makes the seed slow, from the tables above and from profiling a worker:
   event, exchange lookup); redis-py's constructor copies ~200 response callbacks each
   time, about 100 us of CPU, three to six times per task on each side. The
   "+ kombu patch" rows measure the one-class change proposed below.
+- **hiredis** is installed (it comes with `redis[hiredis]`) and redis-py uses it for
+  every reply in both rows; reply parsing did not show up as a cost when profiling.
 - **Redis itself is not the limit**: it spends a fraction of a millisecond of CPU per
   task (last column of the CPU split), and `redis-benchmark` in (b) shows it serving
   tens of thousands of commands per second against the ~20 commands a task needs.
@@ -54,46 +57,59 @@ AOF (`appendfsync everysec`) as the broker does.\
 """
 
 CRAWL_NOTE = """\
-Downloading is waiting: each image takes the server's 100 ms, so throughput is the
-number of downloads in flight divided by 100 ms, minus the per-task overhead. The seed
-gets 35 in flight from 35 prefork processes (about 75 MiB RSS each); a threads pool gets
-64 in flight in one process. Threads share one `httpx.Client` per process (the fetch
-code creates it lazily and shares it); its default pool of 100 connections caps useful
-concurrency per process at 100. Time limits: the threads pool does not enforce
-`task_time_limit`/`task_soft_time_limit` (only prefork does); the crawl code bounds each
-download itself (connect/read timeouts and `CRAWL_TOTAL_TIMEOUT`).\
+Downloading is waiting: each image takes the server's 100 ms, so throughput is at most
+the number of downloads in flight divided by 100 ms, and in practice the per-task CPU
+(Celery, httpx, hashing, fsync) limits it first. The seed gets 35 in flight from 35
+prefork processes (about 75 MiB RSS each); ours gets 64 per process from a threads pool,
+with one process per core because the per-task Python work holds the GIL. Threads
+share one `httpx.Client` per process (the fetch code creates it lazily); its default
+pool of 100 connections caps useful concurrency per process at 100. Time limits: the
+threads pool does not enforce `task_time_limit`/`task_soft_time_limit` (only prefork
+does); the crawl code bounds each download itself (connect/read timeouts and
+`CRAWL_TOTAL_TIMEOUT`).\
 """
 
 RECOMMEND_DEFAULT = """\
-  Two solo instances (one per core; run them as two units, e.g. a templated
-  `pixcrawler-worker@default-1/2`) because the solo pool has no parent/child pipe and
-  each instance is its own consumer; prefetch 4 keeps each instance fed while bounding
-  the tasks that wait for `visibility_timeout` if an instance is SIGKILLed (4 per
-  instance); WARNING log level (see "where the time goes"). The solo pool does not
-  enforce time limits and runs one task at a time: anything slow or untrusted belongs
-  on another queue. If the deployment can only run one unit per queue, the threads pool
-  with concurrency 4 (row "ours, threads pool") is the fallback.\
+  One solo worker per core (run them as separate units, e.g. a templated
+  `pixcrawler-worker@default-1`, `-2`): the solo pool has no parent/child pipe, and each
+  instance is its own consumer. Prefetch 4 keeps each instance fed while bounding the
+  tasks that wait for `visibility_timeout` if an instance is SIGKILLed (4 per instance).
+  WARNING log level and events off on this queue only: at hundreds of tasks per second
+  per-task log lines exceed journald's rate limit and events cost about as much CPU as
+  the task machinery itself (compare "ours" with "ours, events on"); Flower still sees
+  crawl, validation and maintenance. With the kombu patch below, events can stay on
+  ("ours + kombu patch, events on"). The solo pool does not enforce time limits and runs
+  one task at a time: anything slow or untrusted belongs on another queue. If the
+  deployment runs only one unit per queue, the threads pool with concurrency 4 ("ours,
+  threads pool") is the fallback.\
 """
 
 RECOMMEND_CRAWL = """\
-  Threads, 64 per process: I/O-bound downloads need many in flight, not many processes.
-  Prefetch 2 reserves at most 128 messages. `max_tasks_per_child` does not apply to
-  threads; cap memory with systemd's `MemoryMax=` instead. Keep it at or below 100 per
-  process (the shared httpx pool size); for more parallelism run more instances.\
+  Threads, 64 per process, one process per core: downloads are I/O-bound and need many
+  in flight, but the per-task Python work holds the GIL, so one process cannot use more
+  than one core. Prefetch 2 reserves at most 128 messages per process. Keep concurrency
+  at or below 100 per process (the shared httpx pool size). `max_tasks_per_child` does
+  not apply to threads; cap memory with systemd's `MemoryMax=` instead. WARNING log
+  level: failures and retries still log (they are WARNING/ERROR), successes are counted
+  by events.\
 """
 
 RECOMMEND_VALIDATION = """\
   Prefork with one process per core: decoding is CPU-bound and holds the GIL, so more
-  processes than cores only add memory and context switches, and prefork is the pool
-  that enforces the time limits a hostile image might need. Prefetch 4 hides the
-  broker round trip between short decodes. `max_tasks_per_child` 1000 returns memory
-  fragmented by large decodes.\
+  processes than cores only add memory and context switches, and prefork is the only
+  pool that enforces the time limits a hostile image might need (a solo worker per core
+  used less CPU per image when tried, but gives that up). Prefetch 4 hides the broker
+  round trip between short decodes (prefetch 1 was clearly slower when tried).
+  `max_tasks_per_child` 1000 returns memory fragmented by large decodes. On a machine
+  shared with other work, 35 processes win a larger share of the CPU than 2 do, which is
+  why the seed can look competitive here; per image, it spends as much CPU and ten times
+  the memory.\
 """
 
 RECOMMEND_MAINTENANCE = """\
   One prefork process: cleanups are rare, long scans; prefork enforces the time limits;
   prefetch 1 so a long cleanup never holds a second one hostage; the child is recycled
-  every 100 tasks.\
+  every 100 tasks; INFO log level because each run's counts are worth a line.\
 """
 
 PATCH_NOTE = """\

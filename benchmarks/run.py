@@ -27,13 +27,7 @@ from benchmarks.crawl import run_crawl, slow_image_server
 from benchmarks.env import Bench
 from benchmarks.machine import load_average, machine_info
 from benchmarks.redis_ceiling import redis_benchmark
-from benchmarks.throughput import (
-    OUR_CLIENT,
-    SEED_CLIENT,
-    ThroughputResult,
-    publish_only,
-    run_throughput,
-)
+from benchmarks.throughput import ThroughputResult, publish_only, run_throughput
 from benchmarks.validation import make_images, pillow_ceiling, run_validation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +40,13 @@ def _say(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller batches, one round")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 2)
-    n_tasks, n_rtt = (600, 20) if args.quick else (2000, 50)
-    n_crawl = 300 if args.quick else 1000
-    n_images = 150 if args.quick else 400
+    rounds = args.rounds or (1 if args.quick else 3)
+    n_tasks, n_rtt = (600, 20) if args.quick else (1500, 50)
+    n_crawl = 300 if args.quick else 800
+    n_images = 150 if args.quick else 300
 
     started = time.perf_counter()
     with Bench() as bench:
@@ -62,16 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         data.redis = redis_benchmark(bench)
 
         _say("(a) publish rate without workers")
-        seed_profile, _ = THROUGHPUT_CASES[0]
-        ours_profile, _ = THROUGHPUT_CASES[1]
-        data.publish_only = {
-            f"seed client ({SEED_CLIENT.label}), sent events on": publish_only(
-                bench, seed_profile, SEED_CLIENT, n_tasks
-            ),
-            f"our client ({OUR_CLIENT.label}), sent events on": publish_only(
-                bench, ours_profile, OUR_CLIENT, n_tasks
-            ),
-        }
+        data.publish_only = {}
+        for profile, client in THROUGHPUT_CASES[:3]:
+            events = profile.settings.get("ENABLE_MONITORING") == "true"
+            label = f"{profile.label}: {client.label}, sent events {'on' if events else 'off'}"
+            data.publish_only[label] = publish_only(bench, profile, client, n_tasks)
         throughput: list[ThroughputResult] = []
         for r in range(rounds):
             for profile, client in THROUGHPUT_CASES:
