@@ -81,21 +81,23 @@ CRAWL_CASES: list[Profile] = [
     ),
 ]
 
+
+def _validation(label: str, pool: str) -> Profile:
+    settings = {
+        "WORKER_PREFETCH_MULTIPLIER": "4",
+        "TASK_ACKS_LATE": "true",
+        "TASK_TRACK_STARTED": "false",
+        "ENABLE_MONITORING": "true",
+        "WORKER_MAX_TASKS_PER_CHILD": "1000",
+    }
+    return Profile(label, pool, 1, settings, WARNING, CORES)
+
+
+#: One single-process worker per core; "ours" keeps prefork for isolation and limits.
 VALIDATION_CASES: list[Profile] = [
     seed_profile("seed"),
-    Profile(
-        "ours",
-        "prefork",
-        CORES,
-        {
-            "WORKER_PREFETCH_MULTIPLIER": "4",
-            "TASK_ACKS_LATE": "true",
-            "TASK_TRACK_STARTED": "false",
-            "ENABLE_MONITORING": "true",
-            "WORKER_MAX_TASKS_PER_CHILD": "1000",
-        },
-        WARNING,
-    ),
+    _validation("ours", "prefork"),
+    _validation("ours, solo pool", "solo"),
 ]
 
 MAINTENANCE_CASE = Profile(
@@ -129,10 +131,10 @@ RECOMMENDED: list[QueueSettings] = [
     QueueSettings(
         queue="validation",
         pool="prefork",
-        concurrency="number of cores",
+        concurrency="1",
         prefetch_multiplier=4,
         max_tasks_per_child="1000",
-        instances="1",
+        instances="one per core",
         events=True,
         track_started=False,
         loglevel="WARNING",

@@ -75,13 +75,13 @@ RECOMMEND_DEFAULT = """\
   instance is its own consumer. Prefetch 4 keeps each instance fed while bounding the
   tasks that wait for `visibility_timeout` if an instance is SIGKILLed (4 per instance).
   WARNING log level and events off on this queue only: at hundreds of tasks per second
-  per-task log lines exceed journald's rate limit and events cost about as much CPU as
-  the task machinery itself (compare "ours" with "ours, events on"); Flower still sees
-  crawl, validation and maintenance. With the kombu patch below, events can stay on
-  ("ours + kombu patch, events on"). The solo pool does not enforce time limits and runs
-  one task at a time: anything slow or untrusted belongs on another queue. If the
-  deployment runs only one unit per queue, the threads pool with concurrency 4 ("ours,
-  threads pool") is the fallback.\
+  per-task log lines exceed journald's rate limit, and events add four PUBLISHes and
+  their encoding to every task (compare the CPU columns of "ours" and "ours, events
+  on"); Flower still sees crawl, validation and maintenance. With the kombu patch below,
+  events can stay on ("ours + kombu patch, events on"). The solo pool does not enforce
+  time limits and runs one task at a time: anything slow or untrusted belongs on another
+  queue. If the deployment runs only one unit per queue, the threads pool with
+  concurrency 4 ("ours, threads pool") is the fallback.\
 """
 
 RECOMMEND_CRAWL = """\
@@ -95,15 +95,19 @@ RECOMMEND_CRAWL = """\
 """
 
 RECOMMEND_VALIDATION = """\
-  Prefork with one process per core: decoding is CPU-bound and holds the GIL, so more
-  processes than cores only add memory and context switches, and prefork is the only
-  pool that enforces the time limits a hostile image might need (a solo worker per core
-  used less CPU per image when tried, but gives that up). Prefetch 4 hides the broker
-  round trip between short decodes (prefetch 1 was clearly slower when tried).
-  `max_tasks_per_child` 1000 returns memory fragmented by large decodes. On a machine
-  shared with other work, 35 processes win a larger share of the CPU than 2 do, which is
-  why the seed can look competitive here; per image, it spends as much CPU and ten times
-  the memory.\
+  Prefork with one child, one worker per core: decoding is CPU-bound and holds the GIL,
+  so more processes than cores only add memory and context switches. Each worker's
+  parent fetches, acks and stores results while its child decodes, and two parents do
+  not queue behind each other (one prefork worker with two children was slower when
+  tried: its single parent serialises the broker work of both). Prefork because
+  untrusted images are decoded: the child is the only place where the hard time limit
+  is enforced, a crashing decoder takes down a child and not the consumer, and
+  `max_tasks_per_child` 1000 returns memory fragmented by large decodes. "ours, solo
+  pool" shows what dropping that isolation would buy (no pipe to the child, no
+  pickling of results). Prefetch 4 hides the broker round trip between decodes
+  (prefetch 1 was clearly slower when tried). On a machine shared with other work, 35
+  processes win a larger share of the CPU than 2 do, which flatters the seed here;
+  compare the CPU per image and the memory.\
 """
 
 RECOMMEND_MAINTENANCE = """\

@@ -31,6 +31,7 @@ T = TypeVar("T")
 class Report:
     machine: dict[str, str]
     rounds: int
+    batch_rounds: int
     redis: dict[str, float] = field(default_factory=dict)
     publish_only: dict[str, float] = field(default_factory=dict)
     throughput: list[ThroughputResult] = field(default_factory=list)
@@ -154,8 +155,10 @@ def summary(data: Report) -> list[str]:
             f"(a) {profile.label}: {ours:.0f} tasks/s vs seed {seed:.0f} ({ours / seed:.1f}x)"
         )
     for name, results in (("(c) crawl", data.crawl), ("(d) validation", data.validation)):
-        s, o = _rate(results, "seed"), _rate(results, "ours")
-        lines.append(f"{name}: ours {o:.1f}/s vs seed {s:.1f}/s ({o / s:.1f}x)")
+        s = _rate(results, "seed")
+        for label in dict.fromkeys(r.label for r in results if r.label != "seed"):
+            o = _rate(results, label)
+            lines.append(f"{name}: {label} {o:.1f}/s vs seed {s:.1f}/s ({o / s:.1f}x)")
     lines.append(f"(d) Pillow ceiling: {_median(data.validation_ceiling):.1f} images/s")
     return lines
 
@@ -224,7 +227,8 @@ def render(data: Report) -> str:
         "One throwaway `redis-server` on a free loopback port with a password and AOF "
         "`everysec`, real `celery -A pixcrawler.celery_core.app worker` subprocesses, "
         "loopback only. Every comparison below was run in this one run against the same "
-        f"Redis, interleaved (seed, ours, seed, ours ...) over {data.rounds} rounds; "
+        f"Redis, interleaved (seed, ours, seed, ours ...) over {data.rounds} rounds for "
+        f"(a) and {data.batch_rounds} for (c) and (d); "
         "tables give the median and each round. The machine is shared with other jobs "
         "(see the load averages), so absolute numbers move from run to run; the "
         "side-by-side ratios and the CPU per task are the figures to rely on."
@@ -258,6 +262,12 @@ def render(data: Report) -> str:
         f"(**{val_ours / val_seed:.1f}x**); Pillow alone on all cores {ceiling:.1f} images/s, "
         f"so ours reaches {100 * val_ours / ceiling:.0f}% of the ceiling."
     )
+    solo = _rate(data.validation, "ours, solo pool")
+    if solo == solo:  # not NaN: the row was measured
+        add(
+            f"  - ours, solo pool: {solo:.1f} images/s (**{solo / val_seed:.1f}x**, "
+            f"{100 * solo / ceiling:.0f}% of the ceiling), without prefork's isolation."
+        )
     add("")
     add("## (a) End-to-end throughput of a trivial task with a result")
     add("")
