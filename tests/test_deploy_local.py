@@ -9,6 +9,7 @@ systemd path is proven by the Molecule scenarios on systemd test hosts.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -178,3 +179,64 @@ def test_redis_is_a_locked_down_broker(runs: dict[str, Run]) -> None:
     for line in ("maxmemory-policy noeviction", "appendonly yes", "appendfsync everysec"):
         assert line in conf
     assert "protected-mode yes" in conf
+
+
+CLIENT = r"""
+import json, sys, time
+from pixcrawler.celery_core.app import get_celery_app
+from pixcrawler.celery_core.queues import QUEUE_NAMES
+
+app = get_celery_app()
+sent = []
+print("publishing", flush=True)
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    for queue in QUEUE_NAMES:
+        sent.append(app.send_task("celery_core.health_check", queue=queue))
+    if sys.stdin in __import__("select").select([sys.stdin], [], [], 0.05)[0]:
+        sys.stdin.readline()
+        break
+done = {}
+for result in sent:
+    value = result.get(timeout=300)
+    done[value["status"]] = done.get(value["status"], 0) + 1
+print(json.dumps({"sent": len(sent), "statuses": done}), flush=True)
+"""
+
+
+def test_warm_restart_of_every_worker_loses_no_task(runs: dict[str, Run]) -> None:
+    """Tasks keep arriving while every worker restarts as the deploy's handler does it."""
+    if not Path("/etc/supervisor/conf.d/pixcrawler-worker-crawl.conf").exists():
+        pytest.skip("this host uses systemd (the Molecule scenarios cover it)")
+    client = subprocess.Popen(
+        [
+            "runuser",
+            "-u",
+            "pixcrawler",
+            "--",
+            "/bin/sh",
+            "-c",
+            "set -a; . /etc/pixcrawler/pixcrawler.env; set +a; "
+            'exec /opt/pixcrawler/venv/bin/python -c "$0"',
+            CLIENT,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    assert client.stdin is not None
+    assert client.stdout is not None
+    assert client.stdout.readline().strip() == "publishing"
+    programs = [p.stem for p in Path("/etc/supervisor/conf.d").glob("pixcrawler-worker-*.conf")]
+    for program in programs:
+        restart = subprocess.run(
+            ["supervisorctl", "restart", program], capture_output=True, text=True, check=False
+        )
+        assert "started" in restart.stdout, restart.stdout + restart.stderr
+    client.stdin.write("stop\n")
+    client.stdin.flush()
+    report = json.loads(client.stdout.readline())
+    assert client.wait(timeout=60) == 0
+    assert report["statuses"] == {"success": report["sent"]}
+    assert report["sent"] > 100
