@@ -60,8 +60,8 @@ THROUGHPUT_CASES: list[tuple[Profile, ClientStyle]] = [
     (_short("ours", events=False), OUR_CLIENT),
     (_short("ours, events on", events=True), OUR_CLIENT),
     (_short("ours, threads pool", events=False, pool="threads"), OUR_CLIENT),
-    (_short("ours + kombu patch, events on", events=True, patched=True), OUR_CLIENT),
-    (_short("ours + kombu patch", events=False, patched=True), OUR_CLIENT),
+    (_short("ours + client reuse, events on", events=True, patched=True), OUR_CLIENT),
+    (_short("ours + client reuse", events=False, patched=True), OUR_CLIENT),
 ]
 
 CRAWL_CASES: list[Profile] = [

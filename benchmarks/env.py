@@ -35,7 +35,8 @@ class Profile:
     extra: tuple[str, ...] = ()
     #: Worker processes (systemd instances) consuming the same queue.
     instances: int = 1
-    #: Run with the kombu client-reuse change proposed for the package (benchmarks.patched).
+    #: PIXCRAWLER_CELERY_REDIS_CLIENT_REUSE (pixcrawler/celery_core/transport.py); the seed
+    #: rows run without it so they stay the original behaviour.
     patched: bool = False
 
     def describe(self) -> str:
@@ -50,7 +51,7 @@ class Profile:
         if self.instances > 1:
             parts[0] = f"{self.instances} x ({parts[0]})"
         if self.patched:
-            parts.append("+kombu client reuse patch")
+            parts.append("+redis client reuse")
         parts += [f"{short}={self.settings[k]}" for k, short in keys.items() if k in self.settings]
         parts += list(self.extra)
         return ", ".join(parts)
@@ -101,6 +102,7 @@ class Bench:
 
     def env(self, profile: Profile, **more: str) -> dict[str, str]:
         settings = {**profile.settings, **more}
+        settings.setdefault("REDIS_CLIENT_REUSE", "true" if profile.patched else "false")
         settings.setdefault("WORKER_CONCURRENCY", str(profile.concurrency))
         return settings_env(self.redis, self.storage, **settings)
 
@@ -115,8 +117,6 @@ class Bench:
     ) -> Iterator[list[Worker]]:
         """The profile's worker instances, started and ready; stopped (warm) afterwards."""
         started: list[Worker] = []
-        if profile.patched:
-            include = ",".join(filter(None, [include, "benchmarks.patched_worker"]))
         try:
             for _ in range(profile.instances):
                 worker: Worker = BenchWorker(

@@ -35,7 +35,7 @@ What makes the seed slow, from the tables above and from profiling a worker:
 - **kombu builds a new `redis.Redis` object for every command it sends** (publish, ack,
   event, exchange lookup); redis-py's constructor copies ~200 response callbacks each
   time, about 100 us of CPU, three to six times per task on each side. The
-  "+ kombu patch" rows measure the one-class change proposed below.
+  "+ client reuse" rows measure the one-class change described below (now in the package).
 - **hiredis** is installed (it comes with `redis[hiredis]`) and redis-py uses it for
   every reply in both rows; reply parsing did not show up as a cost when profiling.
 - **Redis itself is not the limit**: it spends a fraction of a millisecond of CPU per
@@ -77,8 +77,8 @@ RECOMMEND_DEFAULT = """\
   WARNING log level and events off on this queue only: at hundreds of tasks per second
   per-task log lines exceed journald's rate limit, and events add four PUBLISHes and
   their encoding to every task (compare the CPU columns of "ours" and "ours, events
-  on"); Flower still sees crawl, validation and maintenance. With the kombu patch below,
-  events can stay on ("ours + kombu patch, events on"). The solo pool does not enforce
+  on"); Flower still sees crawl, validation and maintenance. With client reuse (below),
+  events can stay on ("ours + client reuse, events on"). The solo pool does not enforce
   time limits and runs one task at a time: anything slow or untrusted belongs on another
   queue. If the deployment runs only one unit per queue, the threads pool with
   concurrency 4 ("ours, threads pool") is the fallback.\
@@ -117,10 +117,10 @@ RECOMMEND_MAINTENANCE = """\
 """
 
 PATCH_NOTE = """\
-Not applied to the package (benchmarks own no package code). The "+ kombu patch" rows
-load the same method into the worker with `-I benchmarks.patched_worker` and into the
-benchmark's client (`benchmarks/patched.py`), so the gain is measured, not estimated.
-The change is a transport subclass selected by `broker_transport`, a supported Celery
+Applied to the package as `pixcrawler/celery_core/transport.py`, on by default and
+switched by `PIXCRAWLER_CELERY_REDIS_CLIENT_REUSE`; the "+ client reuse" rows turn it on,
+every other row (the seed's included) turns it off, so the gain is measured, not
+estimated. It is a transport subclass selected by `broker_transport`, a supported Celery
 setting, rather than a monkeypatch; commands still go through kombu's connection pool,
 so reconnects, `visibility_timeout` and acks behave as before. Sentinel URLs keep
 kombu's own sentinel transport.\

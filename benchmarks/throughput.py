@@ -17,7 +17,6 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult, ResultSet
 
-from benchmarks import patched
 from benchmarks.bench_tasks import NOOP
 from benchmarks.env import Bench, Profile
 from benchmarks.procstats import MemorySampler, cpu_seconds
@@ -134,7 +133,6 @@ def run_throughput(
     bench.reset_redis()
     with (
         bench.workers(profile, "default", include="benchmarks.bench_tasks") as workers,
-        patched.applied(profile.patched),
     ):
         pids = [w.proc.pid for w in workers if w.proc is not None]
         app = bench.client_app(profile)

@@ -319,3 +319,20 @@ def test_empty_port_is_refused_not_silently_defaulted() -> None:
         load_settings({f"{P}BROKER_URL": f"redis://:{SECRET}@redis.internal:/0"})
     assert "empty port" in _problems(info.value)[f"{P}BROKER_URL"]
     _assert_secret_absent(info.value)
+
+
+def test_redis_client_reuse_selects_the_package_transport() -> None:
+    on = celery_config(load_settings({}))
+    assert on["broker_transport"] == "pixcrawler.celery_core.transport:Transport"
+    off = celery_config(load_settings({f"{P}REDIS_CLIENT_REUSE": "false"}))
+    assert "broker_transport" not in off
+    # Sentinel keeps kombu's own sentinel transport.
+    sentinel = celery_config(
+        load_settings(
+            {
+                f"{P}BROKER_URL": "sentinel://s1:26379",
+                f"{P}SENTINEL_MASTER_NAME": "mymaster",
+            }
+        )
+    )
+    assert "broker_transport" not in sentinel

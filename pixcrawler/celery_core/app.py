@@ -136,6 +136,9 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
     }
     if s.broker_scheme == "rediss":
         conf["broker_use_ssl"] = s.ssl_options()
+    if s.redis_client_reuse and s.broker_scheme in ("redis", "rediss"):
+        # kombu's transport minus one redis.Redis construction per command (transport.py).
+        conf["broker_transport"] = "pixcrawler.celery_core.transport:Transport"
     if s.backend_scheme == "rediss":
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf

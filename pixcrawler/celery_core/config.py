@@ -141,6 +141,9 @@ class CelerySettings(BaseSettings):
     broker_connection_max_retries: int | None = Field(
         None, ge=0, description="Reconnect attempts before giving up; empty means forever"
     )
+    redis_client_reuse: bool = Field(
+        True, description="One redis client per kombu pool, not per command (transport.py)"
+    )
     visibility_timeout: int = Field(
         3600, gt=0, description="Seconds before an unacknowledged task is redelivered"
     )
