@@ -84,12 +84,17 @@ def test_path_escape_is_refused(root: Path, candidate: str) -> None:
         resolve_in_store(root, candidate)
 
 
-def test_symlink_escape_is_refused(root: Path) -> None:
+def _escaping_symlinks(root: Path) -> None:
+    """A file link and a directory link inside the store, both pointing outside it."""
     outside = root.parent / "outside.png"
     outside.write_bytes(b"secret")
     (root / "ab").mkdir()
     (root / "ab" / "link.png").symlink_to(outside)
     (root / "dirlink").symlink_to(root.parent)
+
+
+def test_symlink_escape_is_refused(root: Path) -> None:
+    _escaping_symlinks(root)
     with pytest.raises(PermissionError):
         resolve_in_store(root, "ab/link.png")
     with pytest.raises(PermissionError):
@@ -97,11 +102,7 @@ def test_symlink_escape_is_refused(root: Path) -> None:
 
 
 def test_iter_store_skips_symlinks_and_handles_a_missing_root(root: Path) -> None:
-    outside = root.parent / "outside.png"
-    outside.write_bytes(b"secret")
-    (root / "ab").mkdir()
-    (root / "ab" / "link.png").symlink_to(outside)
-    (root / "dirlink").symlink_to(root.parent)
+    _escaping_symlinks(root)
     kept = _write(root, b"kept" * 40)
     assert [e.path for e in iter_store(root)] == [str(kept)]
     assert list(iter_store(root / "missing")) == []

@@ -3,7 +3,7 @@
 kombu's channel calls ``_create_client()`` for every publish, ack and event, and
 redis-py's constructor copies about 200 response callbacks each time (about 100 us of
 CPU per command). Reusing one client per pool sends the same commands through the same
-pool; measured in docs/BENCHMARKS.md (row "ours + kombu patch"). The client is rebuilt
+pool; measured in docs/BENCHMARKS.md (rows "ours + client reuse"). The client is rebuilt
 whenever kombu replaces the pool (a reconnect), so it never outlives its connections.
 """
 
