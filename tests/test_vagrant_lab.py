@@ -32,7 +32,9 @@ LOGS = Path(os.environ.get("PIXCRAWLER_LAB_LOGS") or tempfile.mkdtemp(prefix="va
 MACHINES = ("redis", "worker1", "worker2", "monitor")
 LAB_NET = "192.168.56"
 LAB_IPS = {"redis": f"{LAB_NET}.10", "worker1": f"{LAB_NET}.11", "worker2": f"{LAB_NET}.12"}
-WORKER_QUEUES = {"worker1": "crawl,validation", "worker2": "default,maintenance"}
+# The session's lab fixture (setup script, `vagrant up`, `vagrant destroy`) runs inside the
+# first and last lab test; pytest-timeout counts it, so these tests get a generous bound.
+LAB_TIMEOUT = 3600
 VERIFY = (
     "sudo runuser -u pixcrawler -- /opt/pixcrawler/venv/bin/python"
     " /opt/pixcrawler/bin/test_celery_redis.py --env-file /etc/pixcrawler/pixcrawler.env"
@@ -161,6 +163,7 @@ def _failed_checks(report: dict[str, object]) -> list[object]:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 def test_four_machines_are_running(lab: Lab) -> None:
     proc = _run(["vagrant", "status", "--machine-readable"], timeout=120)
     states = {
@@ -173,6 +176,7 @@ def test_four_machines_are_running(lab: Lab) -> None:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 def test_provisioning_skipped_kernel_settings_with_a_message(lab: Lab) -> None:
     # Only the redis machine tunes the kernel; in a container the role must say why not.
     assert "Skipping vm.overcommit_memory" in lab.up_output
@@ -182,6 +186,7 @@ def test_provisioning_skipped_kernel_settings_with_a_message(lab: Lab) -> None:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 def test_provisioning_output_shows_no_secret(lab: Lab) -> None:
     # dev's passwords are in env/dev.yml; the roles must still keep them out of the output.
     env_dev = (REPO / "env" / "dev.yml").read_text()
@@ -192,6 +197,7 @@ def test_provisioning_output_shows_no_secret(lab: Lab) -> None:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 @pytest.mark.parametrize("machine", ["worker1", "worker2"])
 def test_verification_passes_on_each_worker(lab: Lab, machine: str) -> None:
     report = _verify(machine, "crawl,validation,default,maintenance")
@@ -201,6 +207,7 @@ def test_verification_passes_on_each_worker(lab: Lab, machine: str) -> None:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 def test_worker_unit_restarts_and_consumes_again(lab: Lab) -> None:
     unit = "pixcrawler-worker@crawl"
     show = f"systemctl show -p MainPID --value {unit}"
@@ -226,6 +233,7 @@ def test_worker_unit_restarts_and_consumes_again(lab: Lab) -> None:
 
 
 @pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
 def test_redis_refuses_an_unauthenticated_client_from_a_worker(lab: Lab) -> None:
     probe = (
         "import redis, sys\n"
