@@ -112,7 +112,9 @@ def lab(vagrant_installed: None) -> Iterator[Lab]:
     proc = _run([str(SETUP)], timeout=1800, log=LOGS / "setup.log")
     if proc.returncode != 0:
         pytest.fail(f"scripts/setup-vagrant-lab failed:\n{_tail(proc.stderr)}")
-    # A lab left by an interrupted run would make `up` a mere provision of old machines.
+    # A lab left by an interrupted run would make `up` a mere provision of old machines;
+    # a single-machine lab is only known to the Vagrantfile in single mode.
+    _run(["vagrant", "destroy", "-f"], timeout=900, extra={"PIXCRAWLER_LAB": "single"})
     _destroy()
     try:
         start = time.monotonic()
