@@ -32,7 +32,7 @@ LOGS = Path(os.environ.get("PIXCRAWLER_LAB_LOGS") or tempfile.mkdtemp(prefix="va
 MACHINES = ("redis", "worker1", "worker2", "monitor")
 LAB_NET = "192.168.56"
 LAB_IPS = {"redis": f"{LAB_NET}.10", "worker1": f"{LAB_NET}.11", "worker2": f"{LAB_NET}.12"}
-# The session's lab fixture (setup script, `vagrant up`, `vagrant destroy`) runs inside the
+# The module's lab fixture (setup script, `vagrant up`, `vagrant destroy`) runs inside the
 # first and last lab test; pytest-timeout counts it, so these tests get a generous bound.
 LAB_TIMEOUT = 3600
 VERIFY = (
@@ -107,7 +107,8 @@ class Lab:
     up_seconds: float
 
 
-@pytest.fixture(scope="session")
+# Module scope: in the full suite the lab is gone before the next test file starts.
+@pytest.fixture(scope="module")
 def lab(vagrant_installed: None) -> Iterator[Lab]:
     proc = _run([str(SETUP)], timeout=1800, log=LOGS / "setup.log")
     if proc.returncode != 0:
