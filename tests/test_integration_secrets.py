@@ -1,4 +1,4 @@
-"""No secret leaks: not into results, not into the worker log, not into ``ps``.
+"""No secret leaks: not into results, the worker log, ``ps``, or task events.
 
 This module runs after the other integration modules (alphabetical order), so the
 session worker's log and the result backend hold everything the suite did; the checks
@@ -8,6 +8,8 @@ also start their own traffic so they mean something when run alone.
 from __future__ import annotations
 
 import subprocess
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -78,3 +80,60 @@ def test_no_secret_in_ps_output(worker: Worker, redis_server: RedisServer) -> No
     assert "celery -A pixcrawler.celery_core.app worker" in args
     assert "redis-server" in args
     assert REDIS_PASSWORD not in args
+
+
+def test_task_messages_mask_url_passwords_in_their_readable_copies() -> None:
+    """What Celery copies for humans (headers, events) is masked; the task's own args are not."""
+    url = f"http://crawler:{URL_SECRET}@images.example/x.png"
+    msg = get_celery_app().amqp.create_task_message(
+        "id-1", "builder.tasks.crawl_task", (url,), {"referer": url}, create_sent_event=True
+    )
+    copies = [msg.headers["argsrepr"], msg.headers["kwargsrepr"]]
+    copies += [msg.sent_event["args"], msg.sent_event["kwargs"]]
+    for text in copies:
+        assert URL_SECRET not in text
+        assert "crawler:***@images.example" in text
+    assert msg.body[0] == (url,)
+    assert msg.body[1] == {"referer": url}
+
+
+def test_no_secret_in_task_events(worker: Worker, http_server: LoopbackHTTPServer) -> None:
+    """Flower shows (and keeps) the args of task-sent and task-received events."""
+    app = get_celery_app()
+    seen: list[dict[str, Any]] = []
+    arrived = threading.Condition()
+
+    def record(event: dict[str, Any]) -> None:
+        with arrived:
+            seen.append(event)
+            arrived.notify_all()
+
+    def wait_for(predicate: Callable[[], bool]) -> None:
+        with arrived:
+            assert arrived.wait_for(predicate, timeout=TIMEOUT), [e["type"] for e in seen]
+
+    with app.connection_for_read() as conn:
+        receiver = app.events.Receiver(conn, handlers={"*": record})
+        capture = threading.Thread(
+            target=receiver.capture, kwargs={"timeout": TIMEOUT, "wakeup": False}, daemon=True
+        )
+        capture.start()
+        try:
+            # The worker's heartbeats (every 2 s) show the subscription is live.
+            wait_for(lambda: any(e["type"] == "worker-heartbeat" for e in seen))
+            url = http_server.add(Route(body=images.png("events")), "secret-events")
+            result = crawl_task.delay(url.replace("http://", f"http://user:{URL_SECRET}@"))
+            result.get(timeout=TIMEOUT)
+            wait_for(
+                lambda: any(
+                    e.get("uuid") == result.id and e["type"] == "task-succeeded" for e in seen
+                )
+            )
+        finally:
+            receiver.should_stop = True
+            capture.join(timeout=TIMEOUT)
+    mine = {e["type"]: e for e in seen if e.get("uuid") == result.id}
+    assert {"task-sent", "task-received"} <= set(mine), sorted(mine)
+    for kind in ("task-sent", "task-received"):
+        assert "user:***@127.0.0.1" in mine[kind]["args"], mine[kind]["args"]
+    assert URL_SECRET not in repr(seen)

@@ -18,6 +18,7 @@ from kombu import Exchange, Queue
 # Celery rebuilds a task's exception on the client only from an imported module: importing
 # the errors here keeps TaskError's code/message/details for every client of the app.
 from pixcrawler.celery_core import errors as _errors  # noqa: F401
+from pixcrawler.celery_core.amqp import RedactingAMQP
 from pixcrawler.celery_core.config import CelerySettings, get_settings
 from pixcrawler.celery_core.queues import (
     DEFAULT_QUEUE,
@@ -147,7 +148,8 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
 def create_app(settings: CelerySettings | None = None) -> Celery:
     """A new app; tests build their own, everything else uses :func:`get_celery_app`."""
     settings = settings or get_settings()
-    celery_app = Celery("pixcrawler", set_as_current=True)
+    # RedactingAMQP: no crawl URL password in task events or `celery inspect` (amqp.py).
+    celery_app = Celery("pixcrawler", set_as_current=True, amqp=RedactingAMQP)
     celery_app.config_from_object(celery_config(settings))
     return celery_app
 
