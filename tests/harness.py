@@ -43,21 +43,57 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.0
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = directory / "ca.crt"
+        self.cert = directory / "server.crt"
+        self.key = directory / "server.key"
+        ca_key, csr, ext = (str(directory / n) for n in ("ca.key", "server.csr", "san.ext"))
+        Path(ext).write_text("subjectAltName=IP:127.0.0.1\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+        ca, cert, key = str(self.ca), str(self.cert), str(self.key)
+        for argv in (
+            ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-subj", "/CN=pixcrawler-test"],
+            ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", ext],
+        ):  # fmt: skip
+            subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+    def redis_config(self, port: int) -> list[str]:
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {self.cert}",
+            f"tls-key-file {self.key}",
+            f"tls-ca-cert-file {self.ca}",
+            "tls-auth-clients no",
+        ]
+
+
 class RedisServer:
     """One redis-server with a password, AOF persistence and its own directory."""
 
-    def __init__(self, workdir: Path, password: str, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, password: str, port: int | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.workdir = workdir
         self.password = password
         self.port = port or free_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "redis.conf"
+        # With TLS the plain port is closed: every client must speak TLS.
+        listen = [f"port {self.port}"] if tls is None else tls.redis_config(self.port)
         self.config.write_text(
             "\n".join(
                 [
                     "bind 127.0.0.1",
-                    f"port {self.port}",
+                    *listen,
                     f'requirepass "{password}"',
                     f"dir {workdir}",
                     "appendonly yes",
@@ -74,10 +110,22 @@ class RedisServer:
 
     def url(self, db: int, password: str | None = None) -> str:
         secret = self.password if password is None else password
-        return f"redis://:{secret}@127.0.0.1:{self.port}/{db}"
+        scheme = "redis" if self.tls is None else "rediss"
+        return f"{scheme}://:{secret}@127.0.0.1:{self.port}/{db}"
 
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, db=db)
+    def client(self, db: int = 0, retry: Retry | None = None) -> redis.Redis:
+        ca = None if self.tls is None else str(self.tls.ca)
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            db=db,
+            ssl=ca is not None,
+            ssl_ca_certs=ca,
+        )
+        if retry is not None:
+            client.set_retry(retry)
+        return client
 
     def start(self) -> None:
         self.proc = subprocess.Popen([REDIS_SERVER, str(self.config)], start_new_session=True)
@@ -86,9 +134,7 @@ class RedisServer:
     def _pings(self) -> bool:
         # No retries: redis-py's default retry backs off for seconds on a refused
         # connection, which is exactly what a server still starting gives.
-        client = redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)
-        )
+        client = self.client(retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         except redis.exceptions.RedisError:
