@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import redis
+from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -53,10 +54,11 @@ class TlsFiles:
         self.key = directory / "server.key"
         ca_key, csr, ext = (str(directory / n) for n in ("ca.key", "server.csr", "san.ext"))
         Path(ext).write_text("subjectAltName=IP:127.0.0.1\n")
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         ca, cert, key = str(self.ca), str(self.cert), str(self.key)
         for argv in (
-            ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-subj", "/CN=pixcrawler-test"],
+            ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+             "-subj", "/CN=pixcrawler-test"],
             ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
             ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
              "-out", cert, "-days", "2", "-extfile", ext],
@@ -279,6 +281,22 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+
+@contextlib.contextmanager
+def client_app(env: dict[str, str]) -> Iterator[Celery]:
+    """A Celery client for *env*'s DBs that leaves the shared app the current one."""
+    # Imported here: conftest imports this module before it sets the environment that
+    # the shared app is built from at import.
+    from pixcrawler.celery_core.app import create_app, get_celery_app
+    from pixcrawler.celery_core.config import load_settings
+
+    app = create_app(load_settings(env))
+    get_celery_app().set_current()
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 @contextlib.contextmanager

@@ -20,29 +20,16 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from pixcrawler.celery_core.app import create_app, get_celery_app
-from pixcrawler.celery_core.config import load_settings
 from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
 from tests.conftest import REDIS_PASSWORD
-from tests.harness import RedisServer, Worker, settings_env, wait_for
+from tests.harness import RedisServer, Worker, client_app, settings_env, wait_for
 from tests.support_tasks import RECORD_TASKS, SLEEP_TASK
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 60
 SEP = "\x06\x16"  # kombu's separator between a queue name and its priority bucket
-
-
-@contextmanager
-def client_app(env: dict[str, str]) -> Iterator[Celery]:
-    """A Celery client for *env*'s DBs that leaves the shared app the current one."""
-    app = create_app(load_settings(env))
-    get_celery_app().set_current()
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 @contextmanager

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from pixcrawler.celery_core.app import create_app, get_celery_app
-from pixcrawler.celery_core.config import load_settings
-from tests.harness import RedisServer, TlsFiles, Worker, running, settings_env
+from tests.harness import RedisServer, TlsFiles, Worker, client_app, running, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +41,9 @@ def test_the_server_speaks_tls_only(tls_redis: RedisServer) -> None:
 def test_worker_and_client_over_tls(tls_redis: RedisServer, tmp_path: Path) -> None:
     assert tls_redis.tls is not None
     env = settings_env(tls_redis, tmp_path / "images", redis_ssl_ca_certs=str(tls_redis.tls.ca))
-    app = create_app(load_settings(env))
-    get_celery_app().set_current()
     worker = Worker(env, "default", logdir=tmp_path, pool="solo", concurrency=1)
-    try:
-        with running(worker):
-            result = app.send_task("celery_core.health_check")
-            envelope = result.get(timeout=TIMEOUT)
-    finally:
-        app.close()
+    with client_app(env) as app, running(worker):
+        envelope = app.send_task("celery_core.health_check").get(timeout=TIMEOUT)
     assert envelope["status"] == "success"
     assert envelope["queue"] == "default"
     assert PASSWORD not in worker.log()
@@ -60,11 +52,7 @@ def test_worker_and_client_over_tls(tls_redis: RedisServer, tmp_path: Path) -> N
 def test_an_unknown_ca_is_refused(tls_redis: RedisServer, tmp_path: Path) -> None:
     """Without the test CA the server's certificate does not verify (the default is required)."""
     env = settings_env(tls_redis, tmp_path / "images")
-    app = create_app(load_settings(env))
-    get_celery_app().set_current()
-    try:
+    with client_app(env) as app:
         client = app.backend.client  # type: ignore[attr-defined]
         with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
             client.ping()
-    finally:
-        app.close()
