@@ -103,6 +103,7 @@ class Bench:
     def env(self, profile: Profile, **more: str) -> dict[str, str]:
         settings = {**profile.settings, **more}
         settings.setdefault("REDIS_CLIENT_REUSE", "true" if profile.patched else "false")
+        settings.setdefault("REQUEUE_ON_RESTART", "true" if profile.patched else "false")
         settings.setdefault("WORKER_CONCURRENCY", str(profile.concurrency))
         return settings_env(self.redis, self.storage, **settings)
 

@@ -1,4 +1,4 @@
-"""``pixcrawler``: the operator's command (config check/show/queues, verify).
+"""``pixcrawler``: the operator's command (config check/show/queues, broker, verify).
 
 Ansible calls these too: ``config check`` gates a restart on a valid env file and
 ``config queues --json`` lets a play compare an inventory's queue names with
@@ -88,6 +88,34 @@ def config_queues(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def broker_unacked(args: argparse.Namespace) -> int:
+    from pixcrawler.celery_core.app import create_app
+    from pixcrawler.celery_core.leftovers import unacked_by_node
+
+    app = create_app(_settings_or_exit(args.env_file))
+    counts = unacked_by_node(app)
+    if args.json:
+        print(json.dumps(counts, indent=2, sort_keys=True))
+    else:
+        for node, count in sorted(counts.items()):
+            print(f"{node or '(unknown)'}  {count}")
+    return EXIT_OK
+
+
+def broker_requeue(args: argparse.Namespace) -> int:
+    from pixcrawler.celery_core.app import create_app
+    from pixcrawler.celery_core.leftovers import NodeAlive, requeue
+
+    app = create_app(_settings_or_exit(args.env_file))
+    try:
+        count = requeue(app, args.node, force=args.force)
+    except NodeAlive as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"requeued {count} unacknowledged deliveries of {args.node}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixcrawler", description="PixCrawler operator commands.")
     parser.add_argument("--version", action="version", version=f"pixcrawler {__version__}")
@@ -117,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
         "queues", parents=[as_json], help="the queue table every component routes by"
     )
     queues.set_defaults(handler=config_queues)
+
+    broker = commands.add_parser("broker", help="deliveries held by worker nodes")
+    broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    unacked = broker_commands.add_parser(
+        "unacked", parents=[env_file, as_json], help="unacknowledged deliveries per worker node"
+    )
+    unacked.set_defaults(handler=broker_unacked)
+    requeue = broker_commands.add_parser(
+        "requeue",
+        parents=[env_file],
+        help="requeue a node's unacknowledged deliveries now (a node that will not return)",
+    )
+    requeue.add_argument("node", help="worker node name, e.g. crawl@worker1")
+    requeue.add_argument(
+        "--force", action="store_true", help="even if a worker of that name answers a ping"
+    )
+    requeue.set_defaults(handler=broker_requeue)
 
     check_run = commands.add_parser(
         "verify",

@@ -76,50 +76,107 @@ class TlsFiles:
         ]
 
 
+#: The test's own superuser on a shipped-profile server (see ``RedisServer(shipped=True)``).
+ADMIN_USER = "pixcrawler-test-admin"
+
+
 class RedisServer:
-    """One redis-server with a password, AOF persistence and its own directory."""
+    """One redis-server with a password, AOF persistence and its own directory.
+
+    ``shipped=True`` runs the pixcrawler_redis role's own redis.conf and users.acl,
+    rendered from its templates: clients connect as the role's app user with *password*,
+    under its ACL permissions, and the default user is what the role makes of it. One
+    line is the tests' own: an admin user for the test's inspection client (which also
+    needs CONFIG and the like), never used by the code under test.
+    """
 
     def __init__(
-        self, workdir: Path, password: str, port: int | None = None, tls: TlsFiles | None = None
+        self,
+        workdir: Path,
+        password: str,
+        port: int | None = None,
+        tls: TlsFiles | None = None,
+        *,
+        shipped: bool = False,
     ) -> None:
         self.workdir = workdir
         self.password = password
         self.port = port or free_port()
         self.tls = tls
+        self.shipped = shipped
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "redis.conf"
-        # With TLS the plain port is closed: every client must speak TLS.
-        listen = [f"port {self.port}"] if tls is None else tls.redis_config(self.port)
-        self.config.write_text(
-            "\n".join(
-                [
-                    "bind 127.0.0.1",
-                    *listen,
-                    f'requirepass "{password}"',
-                    f"dir {workdir}",
-                    "appendonly yes",
-                    "appendfsync everysec",
-                    'save ""',
-                    "maxmemory-policy noeviction",
-                    f"logfile {workdir / 'redis.log'}",
-                    "daemonize no",
-                    "",
-                ]
-            )
-        )
+        self.log = workdir / "redis.log"
+        self.config.write_text(self._shipped_config() if shipped else self._plain_config())
         self.config.chmod(0o600)
+
+    def _plain_config(self) -> str:
+        # With TLS the plain port is closed: every client must speak TLS.
+        listen = [f"port {self.port}"] if self.tls is None else self.tls.redis_config(self.port)
+        return "\n".join(
+            [
+                "bind 127.0.0.1",
+                *listen,
+                f'requirepass "{self.password}"',
+                f"dir {self.workdir}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "maxmemory-policy noeviction",
+                f"logfile {self.log}",
+                "daemonize no",
+                "",
+            ]
+        )
+
+    def _shipped_config(self) -> str:
+        from tests.role_templates import render
+
+        acl = self.workdir / "users.acl"
+        role = "pixcrawler_redis"
+        acl.write_text(
+            render(
+                role,
+                "users.acl.j2",
+                pixcrawler_redis_app_password=self.password,
+                pixcrawler_redis_flower_password=self.password + "-flower",
+            )
+            + f"user {ADMIN_USER} on >{self.password} ~* &* +@all\n"
+        )
+        acl.chmod(0o600)
+        conf = render(
+            role,
+            "redis.conf.j2",
+            pixcrawler_redis_bind=["127.0.0.1"],
+            pixcrawler_redis_port=self.port,
+            pixcrawler_redis_listen_port=self.port,
+            pixcrawler_redis_tls=False,
+            pixcrawler_redis_dir=str(self.workdir),
+            pixcrawler_redis_acl_file=str(acl),
+            pixcrawler_process_manager="supervisor",  # no pidfile in /run/redis
+        )
+        # The role logs to stdout (the journal); the tests read a file.
+        return conf.replace('logfile ""', f"logfile {self.log}")
+
+    @property
+    def app_user(self) -> str:
+        from tests.role_templates import role_vars
+
+        return str(role_vars("pixcrawler_redis")["pixcrawler_redis_app_user"])
 
     def url(self, db: int, password: str | None = None) -> str:
         secret = self.password if password is None else password
         scheme = "redis" if self.tls is None else "rediss"
-        return f"{scheme}://:{secret}@127.0.0.1:{self.port}/{db}"
+        user = self.app_user if self.shipped else ""
+        return f"{scheme}://{user}:{secret}@127.0.0.1:{self.port}/{db}"
 
     def client(self, db: int = 0, retry: Retry | None = None) -> redis.Redis:
         ca = None if self.tls is None else str(self.tls.ca)
         client = redis.Redis(
             host="127.0.0.1",
             port=self.port,
+            username=ADMIN_USER if self.shipped else None,
             password=self.password,
             db=db,
             ssl=ca is not None,
@@ -201,9 +258,10 @@ class Worker:
         include: str | None = None,
         extra: tuple[str, ...] = (),
         app: str = "pixcrawler.celery_core.app",
+        name: str | None = None,
     ) -> None:
         Worker._counter += 1
-        self.name = f"w{Worker._counter}-{os.getpid()}@localhost"
+        self.name = name or f"w{Worker._counter}-{os.getpid()}@localhost"
         self.env = dict(env)
         self.logfile = logdir / f"worker-{Worker._counter}.log"
         self.cmd = [

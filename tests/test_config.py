@@ -321,11 +321,17 @@ def test_empty_port_is_refused_not_silently_defaulted() -> None:
     _assert_secret_absent(info.value)
 
 
-def test_redis_client_reuse_selects_the_package_transport() -> None:
+def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
     on = celery_config(load_settings({}))
     assert on["broker_transport"] == "pixcrawler.celery_core.transport:Transport"
-    off = celery_config(load_settings({f"{P}REDIS_CLIENT_REUSE": "false"}))
-    assert "broker_transport" not in off
+    assert on["broker_transport_options"]["pixcrawler_client_reuse"] is True
+    assert on["broker_transport_options"]["pixcrawler_requeue_on_restart"] is True
+    off = celery_config(
+        load_settings({f"{P}REDIS_CLIENT_REUSE": "false", f"{P}REQUEUE_ON_RESTART": "false"})
+    )
+    assert off["broker_transport"] == "pixcrawler.celery_core.transport:Transport"
+    assert off["broker_transport_options"]["pixcrawler_client_reuse"] is False
+    assert off["broker_transport_options"]["pixcrawler_requeue_on_restart"] is False
     # Sentinel keeps kombu's own sentinel transport.
     sentinel = celery_config(
         load_settings(

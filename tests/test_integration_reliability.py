@@ -3,13 +3,16 @@
 These tests need "no worker consuming yet" or a short visibility timeout, so none of them
 can use the session worker: each gets broker/result DBs (or a whole redis-server) that
 nothing else reads, and a client app of its own pointed at them. Session DBs 0/1 belong
-to the session worker; this module uses 8-13 of the session redis-server.
+to the session worker; this module uses 8-15 of the session redis-server.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
+from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY
 from tests.conftest import REDIS_PASSWORD
 from tests.harness import RedisServer, Worker, client_app, settings_env, wait_for
 from tests.support_tasks import RECORD_TASKS, SLEEP_TASK
@@ -168,35 +173,188 @@ def test_task_survives_the_whole_worker_being_killed(
     _no_secret(first.log(), second.log())
 
 
-def test_redis_restart_loses_no_queued_task_and_workers_reconnect(
-    storage_dir: Path, tmp_path: Path, redis_server: RedisServer
+def _hold_unacked(
+    env: dict[str, str], tmp_path: Path, node: str, key: str, count: int, queue: str = "crawl"
+) -> list[str]:
+    """*count* slow tasks taken by worker *node*, which is then killed (kill -9 of the
+    whole process group): they stay unacknowledged, recorded under *node*."""
+    results = redis.Redis.from_url(env["PIXCRAWLER_CELERY_RESULT_BACKEND"])
+    worker = Worker(
+        env,
+        queues=queue,
+        logdir=tmp_path,
+        include="tests.support_tasks",
+        pool="threads",
+        concurrency=count,
+        name=node,
+    )
+    with client_app(env) as app, started(worker):
+        ids = [app.send_task(SLEEP_TASK, args=[key, 4], queue=queue).id for _ in range(count)]
+        wait_for(lambda: len(_labels(results, key)) == count, 30, f"{count} tasks to start")
+        worker.kill()
+    _no_secret(worker.log())
+    return ids
+
+
+def _owners(broker: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for raw in broker.hvals(UNACKED_OWNER_KEY):
+        node = json.loads(raw)[0]
+        counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def _own_dbs_env(redis_server: RedisServer, storage: Path) -> dict[str, str]:
+    return settings_env(
+        redis_server, storage, broker_url=redis_server.url(14), result_backend=redis_server.url(15)
+    )
+
+
+SUPPORT = "tests.support_tasks"
+
+
+def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pixcrawler.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_restarted_worker_requeues_what_its_killed_predecessor_held(
+    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
 ) -> None:
-    own = RedisServer(tmp_path / "redis", REDIS_PASSWORD)
+    """kill -9 of whole workers with tasks in flight, VISIBILITY_TIMEOUT an hour: the
+    replacement of the same node name (what systemd starts) runs its predecessor's tasks
+    at once; another node's stay put until the operator requeues them by name."""
+    env = _own_dbs_env(redis_server, storage_dir)
+    assert env["PIXCRAWLER_CELERY_BROKER_URL"].endswith("/14")
+    broker, results = redis_server.client(14), redis_server.client(15)
+    crawl_node, gone_node = f"crawl@restart-{uuid.uuid4().hex[:6]}", f"gone@{uuid.uuid4().hex[:6]}"
+    crawl_key, gone_key = f"held:{uuid.uuid4().hex}", f"gone:{uuid.uuid4().hex}"
+    crawl_ids = _hold_unacked(env, tmp_path, crawl_node, crawl_key, 5)
+    gone_ids = _hold_unacked(env, tmp_path, gone_node, gone_key, 3, queue="validation")
+    assert _owners(broker) == {crawl_node: 5, gone_node: 3}
+    assert broker.hlen("unacked") == 8
+
+    replacement = Worker(
+        env, queues="crawl", logdir=tmp_path, include="tests.support_tasks", pool="threads",
+        concurrency=5, name=crawl_node,
+    )  # fmt: skip
+    with client_app(env) as app, started(replacement):
+        restarted = time.monotonic()
+        for task_id in crawl_ids:
+            assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
+        took = time.monotonic() - restarted
+        # 4 s tasks, run once more: nowhere near the hour of VISIBILITY_TIMEOUT.
+        assert took < 60, took
+        wait_for(lambda: _owners(broker) == {gone_node: 3}, 10, "the acks")
+        # The other node's deliveries were not touched...
+        assert len(_labels(results, gone_key)) == 3
+        assert {app.AsyncResult(i).state for i in gone_ids} == {"PENDING"}
+
+        # ...until the operator says that node is gone. A live node is refused.
+        alive = _cli(env, "broker", "requeue", crawl_node)
+        assert alive.returncode == 1
+        assert "refused" in alive.stderr
+        listed = _cli(env, "broker", "unacked", "--json")
+        assert json.loads(listed.stdout) == {gone_node: 3}
+        done = _cli(env, "broker", "requeue", gone_node)
+        assert done.returncode == 0, done.stderr
+        assert "requeued 3" in done.stdout
+        taker = Worker(env, queues="validation", logdir=tmp_path, include="tests.support_tasks")
+        with started(taker):
+            for task_id in gone_ids:
+                assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
+    assert broker.hlen(UNACKED_OWNER_KEY) == 0
+    assert broker.hlen("unacked") == 0
+    # Each held task ran twice: started before the kill, then to the end once.
+    assert _labels(results, crawl_key).count("done:" + str(replacement.proc.pid)) == 5  # type: ignore[union-attr]
+    _no_secret(replacement.log(), alive.stdout, alive.stderr, done.stdout, done.stderr)
+
+
+def _after(commands: list[str], first: str, then: str) -> bool:
+    names = [c.split(" ")[0] for c in commands]
+    return first in names and then in names[names.index(first) :]
+
+
+def test_owner_record_is_written_and_removed_with_kombus_own(
+    redis_server: RedisServer, storage_dir: Path, tmp_path: Path
+) -> None:
+    """The owner record rides in kombu's MULTI/EXEC on delivery and on ack, so no crash
+    between two commands can leave a delivery without its owner or an owner without it."""
+    env = _own_dbs_env(redis_server, storage_dir)
+    node = f"monitor@{uuid.uuid4().hex[:6]}"
+    worker = Worker(env, queues="default", logdir=tmp_path, include=SUPPORT, name=node)
+    commands: list[str] = []
+    with client_app(env) as app, started(worker), redis_server.client(14).monitor() as monitor:  # type: ignore[no-untyped-call]
+        result = app.send_task(RECORD_TASKS["default"], args=[f"tx:{node}", "x"])
+        result.get(timeout=TIMEOUT)
+        # Until the ack's EXEC has gone by; pytest-timeout bounds the wait.
+        while not _after(commands, "ZREM", "EXEC"):
+            event = monitor.next_command()
+            if event["db"] == 14:
+                commands.append(event["command"])
+    ops = [c.split(" ")[0] for c in commands if "unacked" in c or c.startswith(("MULTI", "EXEC"))]
+    # Delivery: MULTI, ZADD unacked_index, HSET unacked, HSET unacked_owner, EXEC.
+    delivery = ops.index("ZADD")
+    assert ops[delivery - 1 : delivery + 4] == ["MULTI", "ZADD", "HSET", "HSET", "EXEC"], commands
+    assert UNACKED_OWNER_KEY in commands[[c.split(" ")[0] for c in commands].index("ZADD") + 2]
+    # Ack: MULTI, ZREM, HDEL unacked, HDEL unacked_owner, EXEC.
+    ack = ops.index("ZREM")
+    assert ops[ack - 1 : ack + 4] == ["MULTI", "ZREM", "HDEL", "HDEL", "EXEC"], commands
+
+
+def test_redis_restart_keeps_queued_and_held_tasks_with_the_shipped_acl(
+    storage_dir: Path, tmp_path: Path
+) -> None:
+    """The pixcrawler_redis role's own redis.conf and users.acl (rendered from its
+    templates): a restart replays the AOF, MULTI/EXEC blocks included, refusing nothing.
+    With the default user at -@all (the old ACL file) the replay refused every
+    transaction and dropped kombu's unacked bookkeeping."""
+    own = RedisServer(tmp_path / "redis", REDIS_PASSWORD, shipped=True)
     own.start()
     try:
         env = settings_env(own, storage_dir)
         key = f"aof:{uuid.uuid4().hex}"
-        count = 25
+        node = f"crawl@aof-{uuid.uuid4().hex[:6]}"
+        held = _hold_unacked(env, tmp_path, node, f"{key}:held", 4)
+        count = 100
         labels = [f"task-{i}" for i in range(count)]
+        queues = ["crawl", "validation", "default", "maintenance"]
         with client_app(env) as app:
             ids = [
-                app.send_task(RECORD_TASKS[queue], args=[key, label]).id
-                for label, queue in zip(
-                    labels, ["crawl", "validation", "default", "maintenance"] * count, strict=False
-                )
+                app.send_task(RECORD_TASKS[queues[i % 4]], args=[key, label]).id
+                for i, label in enumerate(labels)
             ]
         broker = own.client(0)
         queued = sum(broker.llen(k) for k in broker.scan_iter() if broker.type(k) == b"list")
         assert queued == count
+        assert _owners(broker) == {node: 4}
         pid_before = own.proc.pid if own.proc else None
         own.restart()
         assert own.proc is not None
         assert own.proc.pid != pid_before
-        worker = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=2)
+        log = own.log.read_text()
+        assert "NOPERM" not in log
+        assert "CRITICAL" not in log
+        # The bookkeeping came back whole, in the right database.
+        assert broker.hlen("unacked") == 4
+        assert _owners(broker) == {node: 4}
+        # On Redis 8.0 a refused block's SELECT sent later writes to the result database.
+        strays = [k for k in own.client(1).scan_iter() if k.decode().split(SEP)[0] in queues]
+        assert not strays
+        worker = Worker(
+            env, logdir=tmp_path, include="tests.support_tasks", pool="threads", concurrency=8,
+            name=node,
+        )  # fmt: skip
         with started(worker):
             with client_app(env) as app:
-                wait_for(lambda: own.client(1).llen(key) == count, TIMEOUT, "every queued task")
-                assert {app.AsyncResult(task_id).state for task_id in ids} == {"SUCCESS"}
+                for task_id in [*ids, *held]:
+                    assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
             assert sorted(_labels(own.client(1), key)) == sorted(labels)
 
             # The seed's reconnection drill: Redis goes away under a running worker and
@@ -208,6 +366,7 @@ def test_redis_restart_loses_no_queued_task_and_workers_reconnect(
                 assert later.get(timeout=TIMEOUT)["status"] == "success"
             assert worker.alive
         assert _labels(own.client(1), key)[-1] == "after-restart"
+        assert "NOPERM" not in own.log.read_text()
         _no_secret(worker.log())
     finally:
         own.stop()

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 # Celery rebuilds a task's exception on the client only from an imported module: importing
@@ -64,6 +64,9 @@ def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
         "socket_keepalive": True,
         "retry_on_timeout": True,
         "health_check_interval": 25,
+        # transport.py: the worker's deliveries come back as soon as it restarts.
+        "pixcrawler_requeue_on_restart": s.requeue_on_restart,
+        "pixcrawler_client_reuse": s.redis_client_reuse,
     }
     if s.sentinel_master_name:
         options["master_name"] = s.sentinel_master_name
@@ -137,12 +140,22 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
     }
     if s.broker_scheme == "rediss":
         conf["broker_use_ssl"] = s.ssl_options()
-    if s.redis_client_reuse and s.broker_scheme in ("redis", "rediss"):
-        # kombu's transport minus one redis.Redis construction per command (transport.py).
+    if s.broker_scheme in ("redis", "rediss"):
+        # kombu's transport plus requeue on restart and client reuse (transport.py).
         conf["broker_transport"] = "pixcrawler.celery_core.transport:Transport"
     if s.backend_scheme == "rediss":
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf
+
+
+@signals.celeryd_init.connect
+def record_worker_node(sender: str, conf: Any, **_: Any) -> None:
+    """Give the transport this worker's node name (``crawl@host1``) before it connects.
+
+    Its deliveries are recorded under that name, and at start it requeues what an
+    earlier process of the same name left unacknowledged (transport.py).
+    """
+    conf.broker_transport_options = {**conf.broker_transport_options, "pixcrawler_node": sender}
 
 
 def create_app(settings: CelerySettings | None = None) -> Celery:

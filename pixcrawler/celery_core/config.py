@@ -147,6 +147,10 @@ class CelerySettings(BaseSettings):
     visibility_timeout: int = Field(
         3600, gt=0, description="Seconds before an unacknowledged task is redelivered"
     )
+    requeue_on_restart: bool = Field(
+        True,
+        description="A restarted worker requeues at once what its killed predecessor held",
+    )
 
     # --- workers -------------------------------------------------------------------
     worker_concurrency: int = Field(35, ge=1, le=1000, description="Worker processes/threads")

@@ -1,31 +1,171 @@
-"""kombu's Redis transport, reusing one ``redis.Redis`` per connection pool.
+"""kombu's Redis transport with two changes: requeue on restart, and one client per pool.
 
-kombu's channel calls ``_create_client()`` for every publish, ack and event, and
-redis-py's constructor copies about 200 response callbacks each time (about 100 us of
-CPU per command). Reusing one client per pool sends the same commands through the same
-pool; measured in docs/BENCHMARKS.md (rows "ours + client reuse"). The client is rebuilt
-whenever kombu replaces the pool (a reconnect), so it never outlives its connections.
+**Requeue on restart.** kombu keeps a message it handed to a worker in the ``unacked``
+hash until the worker acknowledges it, and gives it back to the queue only once
+``visibility_timeout`` has passed (an hour here): a worker killed with ``kill -9``
+strands its tasks for that long. ``visibility_timeout`` cannot simply be lowered: it
+is global, and would hand long tasks still running on healthy workers to a second
+worker. So, like Sidekiq Pro's reliable fetch, each delivery also records its owner
+(the worker's node name, ``crawl@host1`` from the units, and this process's
+incarnation) in ``unacked_owner``, in the same MULTI/EXEC as kombu's own bookkeeping,
+and the ack removes it in the same MULTI/EXEC as kombu's. When a worker starts, it
+puts back at the head of their queues the deliveries recorded for its node name by any
+earlier process: systemd and supervisord run one process per node name, so those
+belong to its dead predecessor. It never touches another node's records; a node that
+never returns is still covered by ``visibility_timeout``, or by
+``pixcrawler broker requeue NODE`` (cli.py).
+
+**One client per pool.** kombu's channel calls ``_create_client()`` for every publish,
+ack and event, and redis-py's constructor copies about 200 response callbacks each time
+(about 100 us of CPU per command). Reusing one client per pool sends the same commands
+through the same pool; measured in docs/BENCHMARKS.md (rows "ours + client reuse"). The
+client is rebuilt whenever kombu replaces the pool (a reconnect), so it never outlives
+its connections.
+
+Both are transport options (``app.py``): ``pixcrawler_node`` (set by the worker at
+start, see :func:`record_worker_node`), ``pixcrawler_requeue_on_restart`` and
+``pixcrawler_client_reuse``.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
 
-_BaseChannel: Any = kombu_redis.Channel  # kombu's stubs do not declare _create_client
+#: This process. A record with the same node name and another incarnation was left by
+#: an earlier process of that node.
+INCARNATION = uuid.uuid4().hex
+
+#: The hash beside kombu's ``unacked`` and ``unacked_index``: delivery tag -> owner.
+UNACKED_OWNER_KEY = "unacked_owner"
+
+# kombu's stubs declare neither _create_client nor _remove_from_indices.
+_BaseChannel: Any = kombu_redis.Channel
+_BaseQoS: Any = kombu_redis.QoS
+_swept_nodes: set[str] = set()  # node names this process has already requeued for
+
+
+def owner_record(node: str, incarnation: str = INCARNATION) -> str:
+    return json.dumps([node, incarnation])
+
+
+def parse_owner(raw: bytes | str) -> tuple[str, str]:
+    """(node, incarnation) of a record; an unreadable one belongs to nobody."""
+    try:
+        node, incarnation = json.loads(raw)
+        return str(node), str(incarnation)
+    except (ValueError, TypeError):
+        return "", ""
+
+
+class QoS(_BaseQoS):  # type: ignore[misc]
+    """kombu's ack emulation, plus the owner record in the same transactions."""
+
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        owner = self.channel.owner
+        if owner is None:
+            super().append(message, delivery_tag)
+            return
+        delivery = message.delivery_info
+        raw = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        # kombu's QoS.append, with one more HSET inside its MULTI/EXEC.
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, raw
+            ).hset(self.channel.unacked_owner_key, delivery_tag, owner).execute()
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        # Every way out of ``unacked`` (ack, reject, kombu's restore, ours) passes here,
+        # on whichever worker does it, so the owner record never outlives the delivery.
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        if self.channel.requeue_on_restart:
+            pipe = pipe.hdel(self.channel.unacked_owner_key, delivery_tag)
+        return pipe
 
 
 class Channel(_BaseChannel):  # type: ignore[misc]
+    QoS = QoS
+    from_transport_options = (
+        *_BaseChannel.from_transport_options,
+        "unacked_owner_key",
+        "pixcrawler_node",
+        "pixcrawler_requeue_on_restart",
+        "pixcrawler_client_reuse",
+    )
+
+    unacked_owner_key = UNACKED_OWNER_KEY
+    pixcrawler_node: str | None = None
+    pixcrawler_requeue_on_restart = True
+    pixcrawler_client_reuse = True
+
+    @property
+    def requeue_on_restart(self) -> bool:
+        return bool(self.pixcrawler_requeue_on_restart)
+
+    @property
+    def owner(self) -> str | None:
+        """The record this channel's deliveries get, or None outside a worker."""
+        if self.pixcrawler_node and self.requeue_on_restart:
+            return owner_record(self.pixcrawler_node)
+        return None
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        node = self.pixcrawler_node
+        if node and self.requeue_on_restart and not no_ack and node not in _swept_nodes:
+            # Before this process takes anything: a reconnect later on finds the node
+            # swept and leaves this process's own deliveries alone. A broker still
+            # down raises here, and the worker's reconnect loop comes back.
+            requeue_node(self, node, keep=INCARNATION)
+            _swept_nodes.add(node)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
     def _create_client(self, asynchronous: bool = False) -> Any:
-        if asynchronous:  # the BRPOP/pub-sub client is already cached by kombu
-            return super()._create_client(asynchronous=True)
+        if asynchronous or not self.pixcrawler_client_reuse:
+            # The BRPOP/pub-sub client is already cached by kombu.
+            return super()._create_client(asynchronous=asynchronous)
         pool = self.pool
         client = self.__dict__.get("_pixcrawler_client")
         if client is None or client.connection_pool is not pool:
             client = super()._create_client()
             self.__dict__["_pixcrawler_client"] = client
         return client
+
+
+def requeue_node(channel: Channel, node: str, keep: str | None = None) -> list[str]:
+    """Put *node*'s unacknowledged deliveries back at the head of their queues.
+
+    Records of incarnation *keep* (the calling process's own) stay. Returns the delivery
+    tags put back. A delivery kombu already restored (visibility timeout) has no
+    message left and only loses its stale record.
+    """
+    tags: list[str] = []
+    with channel.conn_or_acquire() as client:
+        for tag, raw in client.hscan_iter(channel.unacked_owner_key):
+            owner, incarnation = parse_owner(raw)
+            if owner == node and incarnation != keep:
+                tags.append(tag.decode() if isinstance(tag, bytes) else str(tag))
+        for tag in tags:
+            channel.qos.restore_by_tag(tag, client)  # leftmost=False: the next BRPOP
+    return tags
+
+
+def owners(channel: Channel) -> dict[str, int]:
+    """Unacknowledged deliveries per node name (for the operator command)."""
+    counts: dict[str, int] = {}
+    with channel.conn_or_acquire() as client:
+        for _tag, raw in client.hscan_iter(channel.unacked_owner_key):
+            node, _ = parse_owner(raw)
+            counts[node] = counts.get(node, 0) + 1
+    return counts
 
 
 class Transport(kombu_redis.Transport):
