@@ -276,3 +276,24 @@ def test_missing_flower_credentials_are_refused_in_prod(tmp_path: Path) -> None:
     )
     assert "needs Flower basic auth" in output
     assert strong not in output
+
+
+@needs_local_deploy_tools
+def test_worker_hosts_sharing_a_host_name_fail_before_changes(tmp_path: Path) -> None:
+    """Two inventory names for one machine: both workers would be crawl@<its name>."""
+    twin = (
+        "    twin:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: /usr/bin/python3\n      ansible_become: false\n"
+    )
+    inventory = (
+        local_inventory("dev")
+        .replace("    other.invalid:\n", twin)
+        .replace(
+            "workers:\n  hosts:\n    localhost:\n",
+            "workers:\n  hosts:\n    localhost:\n    twin:\n",
+        )
+    )
+    output = preflight(tmp_path, "dev", inventory)
+    assert "worker hosts share a host name" in output
+    assert "localhost is " in output
+    assert "twin is " in output

@@ -15,8 +15,21 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
   redis-noauth --host H --port P   an unauthenticated PING is refused with an auth error
   redis-closed --host H --port P   nothing accepts a TCP connection there
   slowhttp --port P --delay S --marker M
-                                   serve a PNG on 127.0.0.1 after S seconds; touch M on
-                                   the first request (runs until killed)
+                                   serve a PNG on 127.0.0.1 after S seconds; append a line
+                                   to M on every request (runs until killed)
+  wait-requests --marker M --count N
+                                   wait until the slow server has seen N requests
+  flood --out F --count N [--queue Q ...]
+                                   N health checks, round robin over the queues
+  stream --out F --seconds S --rate R
+                                   publish health checks for S seconds; F records the
+                                   ids whose publish returned, and how many were refused
+  broker-state                     unacknowledged deliveries (and their owner nodes) and
+                                   the backlog of every queue, over all priority lists
+  events --out F --stop M          count task-succeeded events per task (Celery's own
+                                   events, as Flower sees them) into F until M exists
+  dupes --ids F --runs R           which of the tasks in F succeeded more than once, by
+                                   the counts in R (from events)
 """
 
 from __future__ import annotations
@@ -78,7 +91,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     app = _app()
     ids: list[str] = []
     if args.url:
-        ids.append(app.send_task(CRAWL, args=[args.url], queue=args.crawl_queue).id)
+        ids += [
+            app.send_task(CRAWL, args=[f"{args.url}?n={n}"], queue=args.crawl_queue).id
+            for n in range(args.crawls)
+        ]
     ids += [app.send_task(HEALTH, queue=args.queue).id for _ in range(args.count)]
     Path(args.out).write_text(json.dumps(ids))
     seen = True
@@ -88,6 +104,113 @@ def cmd_submit(args: argparse.Namespace) -> int:
             time.sleep(0.2)
         seen = Path(args.marker).exists()
     return _emit({"submitted": len(ids), "slow_request_seen": seen}, seen)
+
+
+def _requests(marker: Path) -> int:
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+def cmd_wait_requests(args: argparse.Namespace) -> int:
+    marker = Path(args.marker)
+    deadline = time.monotonic() + args.timeout
+    while _requests(marker) < args.count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _emit({"requests": _requests(marker)}, _requests(marker) >= args.count)
+
+
+def _queues(args: argparse.Namespace) -> list[str]:
+    from pixcrawler.celery_core.queues import QUEUE_NAMES
+
+    return list(args.queue or QUEUE_NAMES)
+
+
+def cmd_flood(args: argparse.Namespace) -> int:
+    app, queues = _app(), _queues(args)
+    ids = [app.send_task(HEALTH, queue=queues[n % len(queues)]).id for n in range(args.count)]
+    Path(args.out).write_text(json.dumps(ids))
+    return _emit({"submitted": len(ids), "queues": queues}, True)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Publish like an application does through an outage: a publish that raises is the
+    application's to retry and is not counted; one that returned must not be lost."""
+    app, queues = _app(), _queues(args)
+    ids: list[str] = []
+    refused = 0
+    end = time.monotonic() + args.seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        try:
+            ids.append(app.send_task(HEALTH, queue=queues[n % len(queues)]).id)
+        except Exception:  # connection refused, timeouts: the broker did not accept it
+            refused += 1
+            time.sleep(0.5)
+        Path(args.out).write_text(json.dumps(ids))
+        time.sleep(1 / args.rate)
+    return _emit({"accepted": len(ids), "refused": refused}, len(ids) > 0)
+
+
+def cmd_broker_state(args: argparse.Namespace) -> int:
+    from pixcrawler.celery_core.queues import PRIORITY_STEPS, QUEUE_NAMES
+    from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY, parse_owner
+
+    app = _app()
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        sep = "\x06\x16"  # kombu's separator between a queue and its priority bucket
+        backlog = {
+            q: sum(int(client.llen(q if p == 0 else f"{q}{sep}{p}")) for p in PRIORITY_STEPS)
+            for q in QUEUE_NAMES
+        }
+        owners: dict[str, int] = {}
+        for raw in client.hvals(UNACKED_OWNER_KEY):
+            node = parse_owner(raw)[0]
+            owners[node] = owners.get(node, 0) + 1
+        unacked = int(client.hlen("unacked"))
+    return _emit({"backlog": backlog, "unacked": unacked, "owners": owners}, True)
+
+
+def _events_tick(receiver: Any, runs: dict[str, int], out: Path, stop: Path, ready: Path) -> None:
+    ready.touch()
+    out.write_text(json.dumps(runs))
+    receiver.should_stop = stop.exists()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Workers log successes only at INFO, and the deployed units log at WARNING: count
+    Celery's task-succeeded events instead. Reconnects through broker restarts."""
+    app = _app()
+    runs: dict[str, int] = {}
+    out, stop = Path(args.out), Path(args.stop)
+    out.write_text(json.dumps(runs))
+    ready = Path(args.out + ".ready")
+
+    def succeeded(event: dict[str, Any]) -> None:
+        runs[event["uuid"]] = runs.get(event["uuid"], 0) + 1
+
+    while not stop.exists():
+        try:
+            with app.connection_for_read() as conn:
+                receiver = app.events.Receiver(conn, handlers={"task-succeeded": succeeded})
+                # ConsumerMixin's loop checks should_stop after every drain (1 s at most).
+                receiver.on_iteration = lambda r=receiver: _events_tick(r, runs, out, stop, ready)
+                receiver.capture(limit=None, timeout=None, wakeup=False)
+        except Exception:  # the broker went away: reconnect until told to stop
+            time.sleep(1)
+    out.write_text(json.dumps(runs))
+    return _emit({"tasks_seen": len(runs)}, True)
+
+
+def cmd_dupes(args: argparse.Namespace) -> int:
+    ids: list[str] = []
+    for f in args.ids:
+        ids += json.loads(Path(f).read_text())
+    runs: dict[str, int] = json.loads(Path(args.runs).read_text())
+    twice = sorted(i for i in ids if runs.get(i, 0) > 1)
+    seen = sum(1 for i in ids if i in runs)
+    doc = {"tasks": len(ids), "success_events": seen, "duplicated": len(twice)}
+    return _emit({**doc, "duplicated_ids": twice[:20]}, True)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -139,7 +262,8 @@ def cmd_slowhttp(args: argparse.Namespace) -> int:
 
     class Slow(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            marker.touch()
+            with marker.open("a") as seen:
+                seen.write(self.path + "\n")
             time.sleep(args.delay)
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
@@ -167,6 +291,7 @@ def main() -> int:
     s.add_argument("--queue", default="crawl")
     s.add_argument("--crawl-queue", default="crawl")
     s.add_argument("--count", type=int, default=0)
+    s.add_argument("--crawls", type=int, default=1, help="crawls of --url to send")
     s.add_argument("--marker")
     s.add_argument("--timeout", type=float, default=60)
     c = sub.add_parser("collect")
@@ -180,6 +305,26 @@ def main() -> int:
     h.add_argument("--port", type=int, default=8089)
     h.add_argument("--delay", type=float, default=8)
     h.add_argument("--marker", required=True)
+    w = sub.add_parser("wait-requests")
+    w.add_argument("--marker", required=True)
+    w.add_argument("--count", type=int, required=True)
+    w.add_argument("--timeout", type=float, default=60)
+    f = sub.add_parser("flood")
+    f.add_argument("--out", required=True)
+    f.add_argument("--count", type=int, required=True)
+    f.add_argument("--queue", action="append")
+    st = sub.add_parser("stream")
+    st.add_argument("--out", required=True)
+    st.add_argument("--seconds", type=float, required=True)
+    st.add_argument("--rate", type=float, default=20)
+    st.add_argument("--queue", action="append")
+    sub.add_parser("broker-state")
+    e = sub.add_parser("events")
+    e.add_argument("--out", required=True)
+    e.add_argument("--stop", required=True)
+    d = sub.add_parser("dupes")
+    d.add_argument("--ids", nargs="+", required=True)
+    d.add_argument("--runs", required=True)
     args = p.parse_args()
     handler = {
         "queue": cmd_queue,
@@ -188,6 +333,12 @@ def main() -> int:
         "redis-noauth": cmd_redis_noauth,
         "redis-closed": cmd_redis_closed,
         "slowhttp": cmd_slowhttp,
+        "wait-requests": cmd_wait_requests,
+        "flood": cmd_flood,
+        "stream": cmd_stream,
+        "broker-state": cmd_broker_state,
+        "events": cmd_events,
+        "dupes": cmd_dupes,
     }[args.cmd]
     return handler(args)
 
