@@ -35,8 +35,8 @@ class Profile:
     extra: tuple[str, ...] = ()
     #: Worker processes (systemd instances) consuming the same queue.
     instances: int = 1
-    #: PIXCRAWLER_CELERY_REDIS_CLIENT_REUSE (pixcrawler/celery_core/transport.py); the seed
-    #: rows run without it so they stay the original behaviour.
+    #: PIXCRAWLER_CELERY_REDIS_CLIENT_REUSE and _REQUEUE_ON_RESTART (transport.py); the seed
+    #: rows run without them so they stay the original behaviour.
     patched: bool = False
 
     def describe(self) -> str:
@@ -52,6 +52,8 @@ class Profile:
             parts[0] = f"{self.instances} x ({parts[0]})"
         if self.patched:
             parts.append("+redis client reuse")
+            if self.settings.get("REQUEUE_ON_RESTART", "true") == "true":
+                parts.append("+requeue on restart")
         parts += [f"{short}={self.settings[k]}" for k, short in keys.items() if k in self.settings]
         parts += list(self.extra)
         return ", ".join(parts)

@@ -308,6 +308,44 @@ def test_owner_record_is_written_and_removed_with_kombus_own(
     assert ops[ack - 1 : ack + 4] == ["MULTI", "ZREM", "HDEL", "HDEL", "EXEC"], commands
 
 
+def test_tasks_prefetched_before_a_lost_connection_run_after_it(
+    storage_dir: Path, tmp_path: Path
+) -> None:
+    """Redis goes away under a worker holding prefetched tasks. Celery forgets them on the
+    reconnect, and they stayed in kombu's unacked hash (Redis was not there to take them
+    back): the worker's new channel requeues them, sparing the task still running."""
+    own = RedisServer(tmp_path / "redis", REDIS_PASSWORD, shipped=True)
+    own.start()
+    try:
+        env = settings_env(own, storage_dir, worker_prefetch_multiplier="6")
+        key = f"reconnect:{uuid.uuid4().hex}"
+        worker = Worker(
+            env, queues="crawl", logdir=tmp_path, include=SUPPORT, pool="threads",
+            concurrency=1, name=f"crawl@reconnect-{uuid.uuid4().hex[:6]}",
+        )  # fmt: skip
+        with client_app(env) as app, started(worker):
+            running = app.send_task(SLEEP_TASK, args=[key, 15])  # outlives the outage
+            wait_for(lambda: _labels(own.client(1), key)[:1] != [], 30, "the slow task to start")
+            queued = [app.send_task(RECORD_TASKS["crawl"], args=[key, f"r{i}"]) for i in range(5)]
+            # The worker prefetches them (threads -c 1, prefetch 6) while the first runs.
+            wait_for(lambda: own.client(0).hlen("unacked") == 6, 30, "the prefetch")
+            own.stop()
+            wait_for(lambda: "Connection to broker lost" in worker.log(), 30, "the lost link")
+            time.sleep(8)  # long enough for every reconnect attempt to fail once
+            own.start()
+            for result in [running, *queued]:
+                assert result.get(timeout=TIMEOUT)["status"] == "success"
+            wait_for(lambda: own.client(0).hlen("unacked") == 0, 20, "the acks")
+            assert own.client(0).hlen(UNACKED_OWNER_KEY) == 0
+            assert worker.alive
+        labels = _labels(own.client(1), key)
+        assert sorted(x for x in labels if x.startswith("r")) == [f"r{i}" for i in range(5)]
+        assert len([x for x in labels if x.startswith("done:")]) == 1  # ran once, to the end
+        _no_secret(worker.log())
+    finally:
+        own.stop()
+
+
 def test_redis_restart_keeps_queued_and_held_tasks_with_the_shipped_acl(
     storage_dir: Path, tmp_path: Path
 ) -> None:

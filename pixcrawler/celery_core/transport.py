@@ -9,11 +9,13 @@ worker. So, like Sidekiq Pro's reliable fetch, each delivery also records its ow
 (the worker's node name, ``crawl@host1`` from the units, and this process's
 incarnation) in ``unacked_owner``, in the same MULTI/EXEC as kombu's own bookkeeping,
 and the ack removes it in the same MULTI/EXEC as kombu's. When a worker starts, it
-puts back at the head of their queues the deliveries recorded for its node name by any
-earlier process: systemd and supervisord run one process per node name, so those
-belong to its dead predecessor. It never touches another node's records; a node that
-never returns is still covered by ``visibility_timeout``, or by
-``pixcrawler broker requeue NODE`` (cli.py).
+puts back at the head of their queues the deliveries recorded for its node name:
+systemd and supervisord run one process per node name, so those belong to its dead
+predecessor. It does the same after a lost broker connection, sparing what it still
+holds (tasks running, reserved, waiting for an ETA), for Celery drops its prefetched
+tasks on a reconnect and they would otherwise wait out the timeout too. It never
+touches another node's records; a node that never returns is still covered by
+``visibility_timeout``, or by ``pixcrawler broker requeue NODE`` (cli.py).
 
 **One client per pool.** kombu's channel calls ``_create_client()`` for every publish,
 ack and event, and redis-py's constructor copies about 200 response callbacks each time
@@ -32,14 +34,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
-#: This process. A record with the same node name and another incarnation was left by
-#: an earlier process of that node.
+#: This process, in each owner record: says which process of a node took a delivery.
 INCARNATION = uuid.uuid4().hex
 
 #: The hash beside kombu's ``unacked`` and ``unacked_index``: delivery tag -> owner.
@@ -48,7 +50,6 @@ UNACKED_OWNER_KEY = "unacked_owner"
 # kombu's stubs declare neither _create_client nor _remove_from_indices.
 _BaseChannel: Any = kombu_redis.Channel
 _BaseQoS: Any = kombu_redis.QoS
-_swept_nodes: set[str] = set()  # node names this process has already requeued for
 
 
 def owner_record(node: str, incarnation: str = INCARNATION) -> str:
@@ -120,13 +121,27 @@ class Channel(_BaseChannel):  # type: ignore[misc]
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         node = self.pixcrawler_node
-        if node and self.requeue_on_restart and not no_ack and node not in _swept_nodes:
-            # Before this process takes anything: a reconnect later on finds the node
-            # swept and leaves this process's own deliveries alone. A broker still
-            # down raises here, and the worker's reconnect loop comes back.
-            requeue_node(self, node, keep=INCARNATION)
-            _swept_nodes.add(node)
+        if node and self.requeue_on_restart and not no_ack and not self.__dict__.get("_swept"):
+            # Once per channel, before it takes anything. A worker's first channel finds
+            # what its dead predecessor held. A channel opened after a lost connection
+            # finds what this process took on the old one and then dropped: Celery
+            # forgets prefetched and scheduled tasks on a reconnect, and Redis was not
+            # there to take them back. A broker still down raises here, and the worker's
+            # reconnect loop comes back.
+            requeue_node(self, node, spare=self._in_flight())
+            self.__dict__["_swept"] = True
         return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _in_flight(self) -> set[str]:
+        """Delivery tags this process still holds: tasks running, reserved or waiting
+        for their ETA in the worker, and whatever this channel was handed already."""
+        from celery.worker import state
+
+        # celery-types does not know scheduled_requests (Celery >= 5.5 has it).
+        scheduled: Any = getattr(state, "scheduled_requests", ())
+        held = [*state.active_requests, *state.reserved_requests, *scheduled]
+        tags = {str(getattr(r.message, "delivery_tag", "")) for r in held}
+        return tags | {str(tag) for tag in self.qos._delivered}
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous or not self.pixcrawler_client_reuse:
@@ -140,21 +155,21 @@ class Channel(_BaseChannel):  # type: ignore[misc]
         return client
 
 
-def requeue_node(channel: Channel, node: str, keep: str | None = None) -> list[str]:
+def requeue_node(channel: Channel, node: str, spare: Collection[str] = ()) -> list[str]:
     """Put *node*'s unacknowledged deliveries back at the head of their queues.
 
-    Records of incarnation *keep* (the calling process's own) stay. Returns the delivery
-    tags put back. A delivery kombu already restored (visibility timeout) has no
-    message left and only loses its stale record.
+    Deliveries in *spare* (still held by the calling process) stay. Returns the tags put
+    back. A delivery kombu already restored (visibility timeout) has no message left and
+    only loses its stale record.
     """
     tags: list[str] = []
     with channel.conn_or_acquire() as client:
         for tag, raw in client.hscan_iter(channel.unacked_owner_key):
-            owner, incarnation = parse_owner(raw)
-            if owner == node and incarnation != keep:
-                tags.append(tag.decode() if isinstance(tag, bytes) else str(tag))
-        for tag in tags:
-            channel.qos.restore_by_tag(tag, client)  # leftmost=False: the next BRPOP
+            text = tag.decode() if isinstance(tag, bytes) else str(tag)
+            if parse_owner(raw)[0] == node and text not in spare:
+                tags.append(text)
+        for text in tags:
+            channel.qos.restore_by_tag(text, client)  # leftmost=False: the next BRPOP
     return tags
 
 

@@ -19,6 +19,7 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    to M on every request (runs until killed)
   wait-requests --marker M --count N
                                    wait until the slow server has seen N requests
+  requests --marker M              how many URLs the slow server saw once, twice ...
   flood --out F --count N [--queue Q ...]
                                    N health checks, round robin over the queues
   stream --out F --seconds S --rate R
@@ -75,8 +76,19 @@ def _wait(ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
             out[task_id] = {"state": res.state, "error": type(exc).__name__}
             continue
         queue = value.get("queue") if isinstance(value, dict) else None
-        out[task_id] = {"state": res.state, "queue": queue}
+        out[task_id] = {"state": res.state, "queue": queue, "done": _epoch(res.date_done)}
     return out
+
+
+def _epoch(when: Any) -> float | None:
+    """A result's date_done (UTC) as a Unix time, for recovery times."""
+    from datetime import UTC, datetime
+
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if not isinstance(when, datetime):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -116,6 +128,17 @@ def cmd_wait_requests(args: argparse.Namespace) -> int:
     while _requests(marker) < args.count and time.monotonic() < deadline:
         time.sleep(0.2)
     return _emit({"requests": _requests(marker)}, _requests(marker) >= args.count)
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    """How often the slow server saw each URL: {times requested: number of URLs}."""
+    marker = Path(args.marker)
+    paths = marker.read_text().splitlines() if marker.exists() else []
+    per_url: dict[str, int] = {}
+    for path in set(paths):
+        times = str(paths.count(path))
+        per_url[times] = per_url.get(times, 0) + 1
+    return _emit({"requests": len(paths), "urls_by_times_requested": per_url}, True)
 
 
 def _queues(args: argparse.Namespace) -> list[str]:
@@ -220,7 +243,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     results = _wait(ids, args.timeout)
     ok = all(r["state"] == "SUCCESS" for r in results.values())
     lost = [i for i, r in results.items() if r["state"] != "SUCCESS"]
-    return _emit({"total": len(ids), "not_succeeded": lost, "results": results}, ok)
+    done = [r["done"] for r in results.values() if r.get("done")]
+    doc = {"total": len(ids), "not_succeeded": lost, "last_done": max(done, default=None)}
+    return _emit({**doc, "results": results}, ok)
 
 
 def cmd_redis_noauth(args: argparse.Namespace) -> int:
@@ -309,6 +334,8 @@ def main() -> int:
     w.add_argument("--marker", required=True)
     w.add_argument("--count", type=int, required=True)
     w.add_argument("--timeout", type=float, default=60)
+    rq = sub.add_parser("requests")
+    rq.add_argument("--marker", required=True)
     f = sub.add_parser("flood")
     f.add_argument("--out", required=True)
     f.add_argument("--count", type=int, required=True)
@@ -334,6 +361,7 @@ def main() -> int:
         "redis-closed": cmd_redis_closed,
         "slowhttp": cmd_slowhttp,
         "wait-requests": cmd_wait_requests,
+        "requests": cmd_requests,
         "flood": cmd_flood,
         "stream": cmd_stream,
         "broker-state": cmd_broker_state,
