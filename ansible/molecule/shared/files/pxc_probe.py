@@ -11,7 +11,8 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    send a crawl of U and N health checks, record their ids
                                    in F; with --marker wait until the slow server saw the
                                    crawl's request
-  collect --ids F                  every task recorded in F (or more files) succeeded
+  collect --ids F [--since T]      every task recorded in F (or more files) succeeded;
+                                   the last completion time (and the first after T)
   redis-noauth --host H --port P   an unauthenticated PING is refused with an auth error
   redis-closed --host H --port P   nothing accepts a TCP connection there
   slowhttp --port P --delay S --marker M
@@ -245,6 +246,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     lost = [i for i, r in results.items() if r["state"] != "SUCCESS"]
     done = [r["done"] for r in results.values() if r.get("done")]
     doc = {"total": len(ids), "not_succeeded": lost, "last_done": max(done, default=None)}
+    if args.since is not None:  # when workers consumed again after an outage
+        doc["first_done_since"] = min((d for d in done if d >= args.since), default=None)
     return _emit({**doc, "results": results}, ok)
 
 
@@ -322,6 +325,7 @@ def main() -> int:
     c = sub.add_parser("collect")
     c.add_argument("--ids", nargs="+", required=True)
     c.add_argument("--timeout", type=float, default=120)
+    c.add_argument("--since", type=float, help="also report the first completion after this")
     for name in ("redis-noauth", "redis-closed"):
         r = sub.add_parser(name)
         r.add_argument("--host", required=True)
