@@ -177,21 +177,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_broker_state(args: argparse.Namespace) -> int:
     from pixcrawler.celery_core.queues import PRIORITY_STEPS, QUEUE_NAMES
-    from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY, parse_owner
+    from pixcrawler.celery_core.transport import owners as owners_of
 
     app = _app()
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        channel = conn.default_channel
+        client = channel.client
         sep = "\x06\x16"  # kombu's separator between a queue and its priority bucket
         backlog = {
             q: sum(int(client.llen(q if p == 0 else f"{q}{sep}{p}")) for p in PRIORITY_STEPS)
             for q in QUEUE_NAMES
         }
-        owners: dict[str, int] = {}
-        for raw in client.hvals(UNACKED_OWNER_KEY):
-            node = parse_owner(raw)[0]
-            owners[node] = owners.get(node, 0) + 1
-        unacked = int(client.hlen("unacked"))
+        owners = owners_of(channel)
+        unacked = int(client.hlen(channel.unacked_key))
     return _emit({"backlog": backlog, "unacked": unacked, "owners": owners}, True)
 
 
