@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pixcrawler import __version__, verify
-from pixcrawler.celery_core.config import SettingsError
+from pixcrawler.celery_core.config import (
+    DEFAULT_ENV_FILE,
+    ENV_FILE_VARIABLE,
+    SettingsError,
+    load_operator_settings,
+)
 from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -24,7 +29,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 def _settings_or_exit(env_file: str | None) -> Any:
     try:
-        settings, _source = verify.load_operator_settings(env_file)
+        settings, _source = load_operator_settings(env_file)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
@@ -125,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     env_file.add_argument(
         "--env-file",
         metavar="PATH",
-        help="settings file (default: $PIXCRAWLER_ENV_FILE, else "
-        f"{verify.DEFAULT_ENV_FILE} if it exists, else the process environment)",
+        help=f"settings file (default: ${ENV_FILE_VARIABLE}, else "
+        f"{DEFAULT_ENV_FILE} if it exists, else the process environment)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
