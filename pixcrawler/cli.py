@@ -22,6 +22,7 @@ from pixcrawler.celery_core.config import (
     SettingsError,
     load_operator_settings,
 )
+from pixcrawler.celery_core.dryrun import worker_problems
 from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -37,7 +38,15 @@ def _settings_or_exit(env_file: str | None) -> Any:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    _settings_or_exit(args.env_file)
+    """Parse the settings, then build from them what a worker and beat build.
+
+    Values that parse can still kill a worker at runtime; the dry run catches those too,
+    naming the variable, before anything is restarted with them.
+    """
+    problems = worker_problems(_settings_or_exit(args.env_file))
+    if problems:
+        print(SettingsError(problems), file=sys.stderr)
+        return EXIT_USAGE
     print("configuration OK")
     return EXIT_OK
 
@@ -139,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_commands.add_parser(
-        "check", parents=[env_file], help="validate the settings; exit 2 naming each problem"
+        "check",
+        parents=[env_file],
+        help="validate the settings and what a worker builds from them; exit 2 naming each problem",
     )
     check.set_defaults(handler=config_check)
     show = config_commands.add_parser(
