@@ -45,7 +45,7 @@ def make_images(directory: Path, count: int, seed: int = 7) -> list[Path]:
 
 @lru_cache(maxsize=1)
 def _settings() -> CelerySettings:
-    # Built once per process, as the worker's get_settings() is: building it costs more
+    # Built once per process, as a worker's app loads its settings once: building it costs more
     # than decoding a small image.
     return CelerySettings()
 

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pixcrawler import __version__, verify
-from pixcrawler.celery_core.config import SettingsError
+from pixcrawler.celery_core.config import (
+    DEFAULT_ENV_FILE,
+    ENV_FILE_VARIABLE,
+    SettingsError,
+    load_operator_settings,
+)
+from pixcrawler.celery_core.dryrun import worker_problems
 from pixcrawler.celery_core.queues import DEFAULT_QUEUE, PRIORITY_STEPS, QUEUES
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -24,7 +30,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 def _settings_or_exit(env_file: str | None) -> Any:
     try:
-        settings, _source = verify.load_operator_settings(env_file)
+        settings, _source = load_operator_settings(env_file)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
@@ -32,7 +38,15 @@ def _settings_or_exit(env_file: str | None) -> Any:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    _settings_or_exit(args.env_file)
+    """Parse the settings, then build from them what a worker and beat build.
+
+    Values that parse can still kill a worker at runtime; the dry run catches those too,
+    naming the variable, before anything is restarted with them.
+    """
+    problems = worker_problems(_settings_or_exit(args.env_file))
+    if problems:
+        print(SettingsError(problems), file=sys.stderr)
+        return EXIT_USAGE
     print("configuration OK")
     return EXIT_OK
 
@@ -125,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     env_file.add_argument(
         "--env-file",
         metavar="PATH",
-        help="settings file (default: $PIXCRAWLER_ENV_FILE, else "
-        f"{verify.DEFAULT_ENV_FILE} if it exists, else the process environment)",
+        help=f"settings file (default: ${ENV_FILE_VARIABLE}, else "
+        f"{DEFAULT_ENV_FILE} if it exists, else the process environment)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
@@ -134,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_commands.add_parser(
-        "check", parents=[env_file], help="validate the settings; exit 2 naming each problem"
+        "check",
+        parents=[env_file],
+        help="validate the settings and what a worker builds from them; exit 2 naming each problem",
     )
     check.set_defaults(handler=config_check)
     show = config_commands.add_parser(

@@ -12,46 +12,48 @@ the store: the test image is deterministic, so repeated runs store the same file
 
 Secrets never reach the output: URLs are shown redacted and every detail line is
 scrubbed of the passwords found in the settings before it is printed.
+
+The checks and their command line live here; what they use lives with its kind: the
+settings in :mod:`pixcrawler.celery_core.config`, the bounded client in
+:mod:`pixcrawler.celery_core.client`, the scrubbing in :mod:`pixcrawler.celery_core.scrub`,
+the error descriptions in :mod:`pixcrawler.errortext` and the test image and its server
+in :mod:`pixcrawler.image_server`.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
-import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from pathlib import Path
-from secrets import token_hex
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
 
+from pixcrawler.celery_core.client import client_app
 from pixcrawler.celery_core.config import (
+    DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
     CelerySettings,
     SettingsError,
     env_name,
-    load_settings,
+    load_operator_settings,
 )
 from pixcrawler.celery_core.queues import QUEUE_NAMES
-from pixcrawler.celery_core.redact import MASK, redact_url, strip_userinfo
+from pixcrawler.celery_core.redact import redact_url, strip_userinfo
+from pixcrawler.celery_core.scrub import scrub, secrets_of
+from pixcrawler.errortext import describe_error, describe_task_error
+from pixcrawler.image_server import NoAcceptableFormat, probe_image, serve_image
 
 if TYPE_CHECKING:
     import redis
     from celery import Celery
     from celery.result import AsyncResult
-
-#: Where the Ansible role installs the workers' env file.
-DEFAULT_ENV_FILE = Path("/etc/pixcrawler/pixcrawler.env")
 
 HEALTH_TASK = "celery_core.health_check"
 CRAWL_TASK = "builder.tasks.crawl_task"
@@ -64,65 +66,6 @@ RESULT_POLL = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 T = TypeVar("T")
-
-
-# --- settings source -----------------------------------------------------------------------
-
-
-def resolve_env_file(
-    cli_value: str | None, environ: Mapping[str, str], default: Path | None = None
-) -> Path | None:
-    """``--env-file``, else ``$PIXCRAWLER_ENV_FILE``, else the installed file if present.
-
-    The order matches what a worker sees under systemd, so a check run by hand on a host
-    tests the configuration the workers really use.
-    """
-    if cli_value:
-        return Path(cli_value)
-    if environ.get(ENV_FILE_VARIABLE):
-        return Path(environ[ENV_FILE_VARIABLE])
-    installed = DEFAULT_ENV_FILE if default is None else default
-    return installed if installed.is_file() else None
-
-
-def load_operator_settings(
-    cli_value: str | None, default: Path | None = None
-) -> tuple[CelerySettings, str]:
-    """Settings plus a description of their source; raises :class:`SettingsError`."""
-    environ = dict(os.environ)
-    env_file = resolve_env_file(cli_value, environ, default)
-    if env_file is not None:
-        environ[ENV_FILE_VARIABLE] = str(env_file)
-    settings = load_settings(environ)
-    source = f"env file {env_file}" if env_file else "process environment"
-    return settings, source
-
-
-def secrets_of(settings: CelerySettings) -> list[str]:
-    """Every password in the settings, as written and decoded, longest first.
-
-    Longest first so that a password containing another one is masked whole.
-    """
-    found: set[str] = set()
-    for url in (settings.broker_url, settings.result_backend):
-        for part in url.get_secret_value().split(";"):
-            try:
-                parsed = urlsplit(part)
-            except ValueError:
-                continue
-            candidates = [parsed.password or "", *parse_qs(parsed.query).get("password", [])]
-            for value in candidates:
-                found.update({value, unquote(value)})
-    if settings.sentinel_password is not None:
-        found.add(settings.sentinel_password.get_secret_value())
-    return sorted((s for s in found if s), key=len, reverse=True)
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    text = redact_url(text)
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
 
 
 # --- results of checks ------------------------------------------------------------------------
@@ -147,156 +90,7 @@ class Skipped(Exception):
     """The check cannot run here; the message says why and what to do."""
 
 
-def describe_error(exc: BaseException, timeout: float | None = None) -> str:
-    """One line an operator can act on, for Redis/kombu/Celery errors."""
-    import redis.exceptions
-
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for err in chain:
-        text = str(err).strip() or type(err).__name__
-        upper = text.upper()
-        if isinstance(err, redis.exceptions.AuthenticationError) or any(
-            marker in upper for marker in ("WRONGPASS", "NOAUTH", "AUTHENTICATION REQUIRED")
-        ):
-            return f"authentication failed: {text}"
-        if isinstance(err, redis.exceptions.NoPermissionError) or upper.startswith("NOPERM"):
-            hint = ""
-            if "EVAL" in upper:
-                # kombu keeps the bindings of expiring queues (Celery's control and
-                # reply queues) alive with Lua scripts.
-                hint = "; Celery remote control needs EVALSHA (allow +@scripting)"
-            return f"permission denied by the Redis ACL: {text}{hint}"
-        if isinstance(err, redis.exceptions.TimeoutError | TimeoutError | socket.timeout):
-            within = f" within {timeout:g} s" if timeout else ""
-            return f"no answer{within} (timeout): {text}"
-        if isinstance(err, redis.exceptions.ConnectionError | ConnectionError):
-            return f"cannot connect: {text}"
-    return f"{type(exc).__name__}: {str(exc).strip()}"
-
-
-def describe_task_error(value: Any) -> str:
-    code = getattr(value, "code", None)
-    message = getattr(value, "message", None)
-    if code and message is not None:
-        return f"{code}: {message}"
-    return f"{type(value).__name__}: {value}"
-
-
-# --- the image the chain crawls ------------------------------------------------------------
-
-
-def probe_image(settings: CelerySettings) -> tuple[bytes, str]:
-    """A deterministic image the validator accepts under *settings*: (bytes, MIME type).
-
-    Deterministic so that repeated runs store one file (the store is content-addressed)
-    rather than one per run.
-    """
-    from PIL import Image
-
-    side = max(64, settings.validation_min_width, settings.validation_min_height)
-    formats = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
-    allowed = [f for f in settings.validation_allowed_formats if f in formats]
-    if not allowed:
-        raise Skipped(
-            f"{env_name('validation_allowed_formats')} allows none of {', '.join(formats)}"
-        )
-    fmt = "PNG" if "PNG" in allowed else allowed[0]
-    image = Image.new("RGB", (side, side))
-    image.putdata([((x * 4) % 256, (y * 4) % 256, 128) for y in range(side) for x in range(side)])
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue(), formats[fmt]
-
-
-@contextmanager
-def serve_image(address: str, body: bytes, content_type: str) -> Iterator[tuple[str, list[int]]]:
-    """Serve *body* at one unguessable path for the duration of the block.
-
-    Yields the URL and a list that receives one entry per request served, so a failure
-    can say whether a worker reached the server at all.
-    """
-    path = f"/pixcrawler-verify-{token_hex(8)}.img"
-    hits: list[int] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != path:
-                self.send_error(404)
-                return
-            hits.append(1)
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: stdout belongs to the check lines (and to --json)."""
-
-    server_class = ThreadingHTTPServer
-    if ":" in address:
-
-        class V6Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6
-
-        server_class = V6Server
-    server = server_class((address, 0), Handler)
-    server.daemon_threads = True
-    port = server.server_address[1]
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="verify-http", daemon=True
-    )
-    thread.start()
-    host = f"[{address}]" if ":" in address else address
-    try:
-        yield f"http://{host}:{port}{path}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-# --- the Celery client -------------------------------------------------------------------------
-
-
-def client_app(settings: CelerySettings, io_timeout: float) -> Celery:
-    """A Celery client with the workers' configuration but short, bounded I/O.
-
-    Workers may wait 30 s on a socket and retry the result backend 20 times; a check
-    must give up within its budget, so this app overrides exactly those knobs.
-    """
-    from pixcrawler.celery_core import errors  # noqa: F401 - lets TaskError round-trip
-    from pixcrawler.celery_core.app import create_app
-
-    connect = min(settings.redis_connect_timeout, io_timeout)
-    app = create_app(settings)
-    transport = dict(app.conf.broker_transport_options or {})
-    transport.update(
-        socket_timeout=io_timeout,
-        socket_connect_timeout=connect,
-        retry_on_timeout=False,
-        max_retries=1,
-    )
-    app.conf.update(
-        broker_transport_options=transport,
-        result_backend_transport_options=dict(transport),
-        broker_connection_retry=False,
-        broker_connection_max_retries=1,
-        redis_socket_timeout=io_timeout,
-        redis_socket_connect_timeout=connect,
-        redis_retry_on_timeout=False,
-        result_backend_always_retry=False,
-        task_publish_retry_policy={
-            "max_retries": 1,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.2,
-        },
-    )
-    return app
+# --- asking Redis and the workers ----------------------------------------------------------------
 
 
 def server_version(client: redis.Redis) -> str:
@@ -602,7 +396,10 @@ class Verifier:
         refusal = self.serve_refusal(address, consumers)
         if refusal:
             raise Skipped(refusal)
-        body, content_type = probe_image(self.settings)
+        try:
+            body, content_type = probe_image(self.settings)
+        except NoAcceptableFormat as exc:
+            raise Skipped(str(exc)) from None
         with serve_image(str(address), body, content_type) as (url, hits):
             return self.run_chain(app, url, hits)
 
@@ -841,10 +638,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(check.line(), file=sys.stderr, flush=True)
         return EXIT_USAGE
-    env_file = resolve_env_file(args.env_file, os.environ)
-    if env_file is not None:
-        # Importing the app module calls get_settings(): it must read the same file.
-        os.environ[ENV_FILE_VARIABLE] = str(env_file)
     checks = Verifier(settings, options, emit, started).run(source, settings_ms)
     code = _exit_code(checks, options.strict)
     _report(checks, code, options.as_json)

@@ -14,7 +14,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pixcrawler.builder.tasks import crawl_task
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.base import ENVELOPE_SCHEMA, backoff_delay, classify, unwrap
-from pixcrawler.celery_core.config import get_settings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.celery_core.tasks import health_check
 from tests import images
@@ -110,7 +109,7 @@ def test_health_check_called_directly() -> None:
     data = result["data"]
     assert data["hostname"] == socket.gethostname()
     assert set(data["versions"]) == {"pixcrawler", "celery", "kombu", "python"}
-    settings = get_settings()
+    settings = get_celery_app().settings
     assert settings.broker_url.get_secret_value() not in json.dumps(result)
 
 

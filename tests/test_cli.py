@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pixcrawler import cli, verify
+from pixcrawler import cli
+from pixcrawler.celery_core import config
 from pixcrawler.celery_core.queues import QUEUES
 from tests.harness import free_port
 
@@ -35,7 +36,7 @@ def operator_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(key)
     monkeypatch.setenv("PIXCRAWLER_ENV_FILE", "unset")
     monkeypatch.delenv("PIXCRAWLER_ENV_FILE")
-    monkeypatch.setattr(verify, "DEFAULT_ENV_FILE", tmp_path / "not-installed.env")
+    monkeypatch.setattr(config, "DEFAULT_ENV_FILE", tmp_path / "not-installed.env")
 
 
 def env_file(path: Path, **values: str) -> Path:
@@ -112,7 +113,7 @@ def test_installed_env_file_is_the_fallback(
     installed = env_file(
         tmp_path / "pixcrawler.env", task_time_limit="10", task_soft_time_limit="20"
     )
-    monkeypatch.setattr(verify, "DEFAULT_ENV_FILE", installed)
+    monkeypatch.setattr(config, "DEFAULT_ENV_FILE", installed)
 
     with pytest.raises(SystemExit) as exited:
         cli.main(["config", "check"])

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from pixcrawler import verify
-from pixcrawler.celery_core.config import load_settings
+from pixcrawler import errortext, image_server, verify
+from pixcrawler.celery_core import scrub
+from pixcrawler.celery_core.config import load_settings, resolve_env_file
 from pixcrawler.celery_core.queues import QUEUE_NAMES
 from tests.harness import REPO, RedisServer, Worker, running, settings_env
 
@@ -447,11 +448,11 @@ def test_env_file_precedence(tmp_path: Path) -> None:
     installed = tmp_path / "installed.env"
     from_var = {"PIXCRAWLER_ENV_FILE": "/from/var.env"}
 
-    assert verify.resolve_env_file("/cli.env", from_var, installed) == Path("/cli.env")
-    assert verify.resolve_env_file(None, from_var, installed) == Path("/from/var.env")
-    assert verify.resolve_env_file(None, {}, installed) is None
+    assert resolve_env_file("/cli.env", from_var, installed) == Path("/cli.env")
+    assert resolve_env_file(None, from_var, installed) == Path("/from/var.env")
+    assert resolve_env_file(None, {}, installed) is None
     installed.write_text("")
-    assert verify.resolve_env_file(None, {}, installed) == installed
+    assert resolve_env_file(None, {}, installed) == installed
 
 
 def test_scrub_masks_every_form_of_the_passwords() -> None:
@@ -461,9 +462,9 @@ def test_scrub_masks_every_form_of_the_passwords() -> None:
             "PIXCRAWLER_CELERY_RESULT_BACKEND": "redis://app:other-pw@127.0.0.1:6379/1",
         }
     )
-    found = verify.secrets_of(settings)
+    found = scrub.secrets_of(settings)
 
-    text = verify.scrub("p@ss-word / p%40ss-word / other-pw / redis://app:x@h/0", found)
+    text = scrub.scrub("p@ss-word / p%40ss-word / other-pw / redis://app:x@h/0", found)
 
     assert "p@ss" not in text
     assert "p%40ss" not in text
@@ -476,9 +477,9 @@ def test_describe_error_names_the_kind_of_failure() -> None:
     wrapped = RuntimeError("publish failed")
     wrapped.__cause__ = redis.exceptions.TimeoutError("Timeout reading from socket")
 
-    assert verify.describe_error(auth).startswith("authentication failed")
-    assert verify.describe_error(wrapped, 2).startswith("no answer within 2 s")
-    assert verify.describe_error(ConnectionRefusedError("refused")).startswith("cannot connect")
+    assert errortext.describe_error(auth).startswith("authentication failed")
+    assert errortext.describe_error(wrapped, 2).startswith("no answer within 2 s")
+    assert errortext.describe_error(ConnectionRefusedError("refused")).startswith("cannot connect")
 
 
 def test_exit_code_strict_counts_skips() -> None:
@@ -495,9 +496,9 @@ def test_probe_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
     from pixcrawler.validator.images import inspect_image
 
     settings = load_settings({"PIXCRAWLER_CELERY_VALIDATION_MIN_WIDTH": "100"})
-    first, mime = verify.probe_image(settings)
+    first, mime = image_server.probe_image(settings)
 
-    assert verify.probe_image(settings)[0] == first
+    assert image_server.probe_image(settings)[0] == first
     assert mime == "image/png"
     info = inspect_image(first, settings)
     assert (info.format, info.width) == ("PNG", 100)

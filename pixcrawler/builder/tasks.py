@@ -7,7 +7,7 @@ from typing import Any
 from pixcrawler.builder.fetch import download
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.base import BaseTask, classify
-from pixcrawler.celery_core.config import get_settings
+from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.celery_core.redact import strip_userinfo
 
@@ -25,9 +25,8 @@ def _urls(payload: Any) -> list[str]:
     return urls
 
 
-def crawl_one(url: str) -> dict[str, Any]:
+def crawl_one(url: str, settings: CelerySettings) -> dict[str, Any]:
     """Download one URL; the outcome says what happened, it never raises."""
-    settings = get_settings()
     try:
         result = download(url, settings.storage_dir, settings)
     except Exception as exc:  # one URL's failure must not hide the others' outcomes
@@ -58,7 +57,7 @@ def crawl_task(self: BaseTask, urls: str | list[str]) -> dict[str, Any]:
     content). Once retries are spent, partial success is SUCCESS with the failed URLs in
     ``outcomes``; no success at all is FAILURE.
     """
-    outcomes = [crawl_one(url) for url in _urls(urls)]
+    outcomes = [crawl_one(url, self.settings) for url in _urls(urls)]
     failed = [o for o in outcomes if o["status"] != "ok"]
     if any(o["retryable"] for o in failed) and self.can_retry():
         raise TransientError(

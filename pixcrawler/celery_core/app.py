@@ -1,14 +1,17 @@
 """The one Celery app every PixCrawler process shares.
 
-``celery -A pixcrawler.celery_core.app worker -Q crawl`` finds ``app`` here. Settings are
-loaded when this module is imported, so a bad environment stops a worker before it
-consumes anything, with the message from :class:`SettingsError`.
+``celery -A pixcrawler.celery_core.app worker -Q crawl`` finds ``app`` here. The app is
+lazy, as Celery's apps are meant to be: importing this module reads no setting. The
+settings are loaded once, when the app's configuration is first needed (a worker does
+that before it consumes anything, so a bad environment stops it with the message from
+:class:`SettingsError`), and they stay on the app as :attr:`PixCrawlerCelery.settings`,
+where tasks read them: one copy per app, the one its configuration was built from.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, cast
 
 import redis
@@ -19,7 +22,7 @@ from kombu import Exchange, Queue
 # the errors here keeps TaskError's code/message/details for every client of the app.
 from pixcrawler.celery_core import errors as _errors  # noqa: F401
 from pixcrawler.celery_core.amqp import RedactingAMQP
-from pixcrawler.celery_core.config import CelerySettings, get_settings
+from pixcrawler.celery_core.config import CelerySettings, load_settings
 from pixcrawler.celery_core.queues import (
     DEFAULT_QUEUE,
     PRIORITY_STEPS,
@@ -158,13 +161,34 @@ def record_worker_node(sender: str, conf: Any, **_: Any) -> None:
     conf.broker_transport_options = {**conf.broker_transport_options, "pixcrawler_node": sender}
 
 
-def create_app(settings: CelerySettings | None = None) -> Celery:
-    """A new app; tests build their own, everything else uses :func:`get_celery_app`."""
-    settings = settings or get_settings()
+class PixCrawlerCelery(Celery):
+    """A Celery app that keeps the settings its configuration is built from."""
+
+    @cached_property
+    def settings(self) -> CelerySettings:
+        """Loaded from the environment on first use unless :func:`create_app` was given them."""
+        return load_settings()
+
+
+def create_app(settings: CelerySettings | None = None) -> PixCrawlerCelery:
+    """A new app; tests build their own, everything else uses :func:`get_celery_app`.
+
+    Without *settings* nothing is read until the configuration is first needed.
+    """
     # RedactingAMQP: no crawl URL password in task events or `celery inspect` (amqp.py).
-    celery_app = Celery("pixcrawler", set_as_current=True, amqp=RedactingAMQP)
-    celery_app.config_from_object(celery_config(settings))
+    celery_app = PixCrawlerCelery("pixcrawler", set_as_current=True, amqp=RedactingAMQP)
+    if settings is not None:
+        celery_app.settings = settings
+    # Celery calls this only when it first reads its configuration (its "laziness").
+    celery_app.add_defaults(lambda: celery_config(celery_app.settings))
     return celery_app
+
+
+def settings_of(celery_app: Celery) -> CelerySettings:
+    """The settings *celery_app* was built with (tasks reach their app as ``self.app``)."""
+    if not isinstance(celery_app, PixCrawlerCelery):
+        raise TypeError(f"{celery_app!r} was not made by create_app(); it has no settings")
+    return celery_app.settings
 
 
 def result_client(celery_app: Celery) -> redis.Redis:
@@ -173,7 +197,7 @@ def result_client(celery_app: Celery) -> redis.Redis:
 
 
 @lru_cache(maxsize=1)
-def get_celery_app() -> Celery:
+def get_celery_app() -> PixCrawlerCelery:
     """The shared app (the seed's API: ``from ...app import get_celery_app``)."""
     return create_app()
 

@@ -23,7 +23,8 @@ import redis.exceptions
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
-from pixcrawler.celery_core.config import get_settings
+from pixcrawler.celery_core.app import settings_of
+from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import TaskError, TransientError
 
 ENVELOPE_SCHEMA = "pixcrawler.result/v1"
@@ -110,16 +111,19 @@ class BaseTask(Task):  # type: ignore[type-arg]
         self._log("task_succeeded", duration=duration)
         return envelope(self, data, duration)
 
+    @property
+    def settings(self) -> CelerySettings:
+        """The settings this task's app was built with; never a second copy."""
+        return settings_of(self.app)
+
     def can_retry(self) -> bool:
         """Whether a transient failure now would be retried rather than final."""
-        limit = (
-            self.max_retries if self.max_retries is not None else get_settings().task_max_retries
-        )
+        limit = self.max_retries if self.max_retries is not None else self.settings.task_max_retries
         return not self.request.called_directly and (self.request.retries or 0) < limit
 
     def _fail(self, exc: Exception, duration: float) -> None:
         error = classify(exc)
-        settings = get_settings()
+        settings = self.settings
         retries = self.request.retries or 0
         if error.retryable and self.can_retry():
             countdown = backoff_delay(
@@ -157,7 +161,7 @@ class BaseTask(Task):  # type: ignore[type-arg]
         }
         if not logger.isEnabledFor(level):
             return
-        if get_settings().log_json:
+        if self.settings.log_json:
             logger.log(level, json.dumps(fields, default=str))
         else:
             logger.log(level, " ".join(f"{k}={_quote(v)}" for k, v in fields.items()))

@@ -1,40 +1,62 @@
 """Settings for the shared Celery app, read from ``PIXCRAWLER_CELERY_*`` variables.
 
-The same env file that systemd hands to the workers (``PIXCRAWLER_ENV_FILE``) is read
-here too, so ``pixcrawler config show`` and the verification script see exactly what a
-worker sees. Process environment wins over the file, as with systemd's
-``Environment=`` over ``EnvironmentFile=``.
+This module is the one way settings enter the code. The same env file that systemd hands
+to the workers (``PIXCRAWLER_ENV_FILE``) is read here too, so ``pixcrawler config``, the
+verification script and the Ansible preflight see exactly what a worker sees. Process
+environment wins over the file, as with systemd's ``Environment=`` over
+``EnvironmentFile=``.
 
-Errors are collected and raised as one :class:`SettingsError` that names every offending
-variable and the reason, and never echoes a value: pydantic's own messages include the
-input, which for a broker URL is a password.
+pydantic-settings does the reading (prefix, env file, blank values ignored); what is
+written by hand here is what it cannot do: read a given mapping rather than
+``os.environ`` (the preflight and the tests validate settings that are not this
+process's), reject unknown variables with a "did you mean" hint, and collect every
+problem into one :class:`SettingsError` that names each variable and never echoes a
+value: pydantic's own messages include the input, which for a broker URL is a password.
+
+Values are also checked against what the worker later builds from them (time zones,
+durations Celery turns into dates, socket timeouts, Pillow format names): a value a
+worker, beat or a retry would die of is refused here, before anything starts.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import socket
 import ssl
 from collections.abc import Mapping
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.sources.utils import parse_env_vars
 
 from pixcrawler.celery_core.redact import redact_url
 
 ENV_PREFIX = "PIXCRAWLER_CELERY_"
 ENV_FILE_VARIABLE = "PIXCRAWLER_ENV_FILE"
+#: Where the Ansible role installs the workers' env file.
+DEFAULT_ENV_FILE = Path("/etc/pixcrawler/pixcrawler.env")
 REDIS_SCHEMES = ("redis", "rediss", "sentinel", "unix")
 
 Network = IPv4Network | IPv6Network
@@ -85,6 +107,92 @@ def _check_redis_url(value: SecretStr) -> SecretStr:
     return value
 
 
+# --- what the worker builds from a value ----------------------------------------------------
+# Each check below performs the conversion the worker performs later, so a value that
+# parses but cannot be used fails here, naming its variable, instead of in a running
+# worker. Messages never repeat the value.
+
+#: Latest moment Celery can represent: an ETA, a beat due time or an expiry past it
+#: raises OverflowError in the worker.
+_LAST_DATE = datetime.max.replace(tzinfo=UTC)
+
+
+def _socket_seconds(value: float) -> float:
+    """redis-py and httpx pass these to ``socket.settimeout``, which has a ceiling."""
+    try:
+        with socket.socket() as probe:
+            probe.settimeout(value)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "is too large for a socket timeout (a worker would die with OverflowError)"
+        ) from None
+    return value
+
+
+def _date_seconds(value: float) -> float:
+    """Celery adds these to the current time (countdowns, beat due times, expiries)."""
+    try:
+        if datetime.now(UTC) + timedelta(seconds=value) < _LAST_DATE:
+            return value
+    except OverflowError:
+        pass
+    raise ValueError(
+        "is too large: Celery adds it to the current time, which must stay before the "
+        "year 10000 (a worker or beat would die with OverflowError)"
+    )
+
+
+def _time_zone(value: str) -> str:
+    """Celery resolves the name with zoneinfo; an unknown one stops beat and every ETA."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, LookupError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(
+            "is not a known time zone; use an IANA name such as UTC or Europe/Berlin"
+        ) from None
+    return value
+
+
+def _pillow_formats(formats: list[str]) -> list[str]:
+    """The validator compares Pillow's own format names; anything else never matches."""
+    from PIL import Image  # imported here: only settings with this list pay for Pillow
+
+    Image.init()
+    known = set(Image.ID)
+    unknown = [name for name in formats if name not in known]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise ValueError(
+            f"Pillow knows no format {', '.join(hints)}; use Pillow's names, e.g. JPEG,PNG,GIF,WEBP"
+        )
+    return formats
+
+
+SocketSeconds = Annotated[float, AfterValidator(_socket_seconds)]
+DateSeconds = Annotated[int, AfterValidator(_date_seconds)]
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, over a given mapping instead of os.environ.
+
+    Hand-written because ``EnvSettingsSource`` only reads ``os.environ``, and the Ansible
+    preflight and the tests validate environments that are not this process's
+    (tests/test_config.py: the explicit environment is not mixed with the process's).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
 class CelerySettings(BaseSettings):
     """Every knob of the shared app. Field names are the variable names without prefix."""
 
@@ -93,6 +201,8 @@ class CelerySettings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        # Blank means unset (``VAR=`` in a templated env file or from systemd).
+        env_ignore_empty=True,
     )
 
     @classmethod
@@ -104,11 +214,12 @@ class CelerySettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only explicit values: :func:`load_settings` alone reads the environment.
+        """Only explicit values; :func:`load_settings` composes the environment sources.
 
-        Letting pydantic-settings read ``os.environ`` as well would make
-        ``load_settings(environ)`` mix in the caller's own environment, and would bring
-        back blank values (``VAR=`` from an env file) that ``load_settings`` drops.
+        It chooses the environment (a given mapping, or this process's) and the env
+        file per call, which a class-level source list cannot; left to pydantic-settings,
+        ``CelerySettings()`` would also read this process's ``os.environ`` into a load
+        that was asked to validate another environment.
         """
         return (init_settings,)
 
@@ -131,10 +242,12 @@ class CelerySettings(BaseSettings):
     redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for rediss://")
     redis_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS)")
     redis_ssl_keyfile: Path | None = Field(None, description="Client key (mutual TLS)")
-    redis_socket_timeout: float = Field(
+    redis_socket_timeout: SocketSeconds = Field(
         30.0, gt=0, description="Seconds a Redis command may block before the link is dropped"
     )
-    redis_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to Redis")
+    redis_connect_timeout: SocketSeconds = Field(
+        10.0, gt=0, description="Seconds to connect to Redis"
+    )
     broker_connection_retry_on_startup: bool = Field(
         True, description="Keep retrying the broker while a worker starts"
     )
@@ -144,7 +257,7 @@ class CelerySettings(BaseSettings):
     redis_client_reuse: bool = Field(
         True, description="One redis client per kombu pool, not per command (transport.py)"
     )
-    visibility_timeout: int = Field(
+    visibility_timeout: DateSeconds = Field(
         3600, gt=0, description="Seconds before an unacknowledged task is redelivered"
     )
     requeue_on_restart: bool = Field(
@@ -174,26 +287,30 @@ class CelerySettings(BaseSettings):
     task_soft_time_limit: int = Field(1500, gt=0, description="Soft time limit per task (s)")
     task_max_retries: int = Field(3, ge=0, description="Retries for transient errors")
     task_retry_backoff: float = Field(2.0, gt=0, description="First retry delay (s), doubling")
-    task_retry_backoff_max: int = Field(600, gt=0, description="Longest retry delay (s)")
-    result_expires: int = Field(86400, gt=0, description="Seconds a task result is kept")
+    task_retry_backoff_max: DateSeconds = Field(600, gt=0, description="Longest retry delay (s)")
+    result_expires: DateSeconds = Field(86400, gt=0, description="Seconds a task result is kept")
     enable_monitoring: bool = Field(True, description="Send task events (Flower needs them)")
-    timezone: str = Field("UTC", description="Timezone for beat schedules")
+    timezone: Annotated[str, AfterValidator(_time_zone)] = Field(
+        "UTC", description="Timezone for beat schedules"
+    )
     log_json: bool = Field(False, description="Emit task log records as JSON lines")
 
     # --- maintenance -----------------------------------------------------------------
-    cleanup_interval: int = Field(3600, ge=60, description="Seconds between beat cleanups")
+    cleanup_interval: DateSeconds = Field(3600, ge=60, description="Seconds between beat cleanups")
     storage_dir: Path = Field(
         Path("/var/lib/pixcrawler/images"), description="Where downloaded images are stored"
     )
-    storage_retention_days: float = Field(30.0, gt=0, description="Days a downloaded image is kept")
+    storage_retention_days: float = Field(
+        30.0, gt=0, allow_inf_nan=False, description="Days a downloaded image is kept"
+    )
 
     # --- crawling ----------------------------------------------------------------------
     crawl_max_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest image accepted (bytes)"
     )
-    crawl_connect_timeout: float = Field(10.0, gt=0, description="HTTP connect timeout (s)")
-    crawl_read_timeout: float = Field(30.0, gt=0, description="HTTP read timeout (s)")
-    crawl_total_timeout: float = Field(
+    crawl_connect_timeout: SocketSeconds = Field(10.0, gt=0, description="HTTP connect timeout (s)")
+    crawl_read_timeout: SocketSeconds = Field(30.0, gt=0, description="HTTP read timeout (s)")
+    crawl_total_timeout: SocketSeconds = Field(
         120.0, gt=0, description="Wall-clock limit for one download, slow servers included (s)"
     )
     crawl_max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed")
@@ -209,9 +326,11 @@ class CelerySettings(BaseSettings):
     validation_max_pixels: int = Field(
         50_000_000, ge=1, description="Decompression-bomb guard (width x height)"
     )
-    validation_allowed_formats: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"],
-        description="Pillow format names accepted (comma list)",
+    validation_allowed_formats: Annotated[list[str], NoDecode, AfterValidator(_pillow_formats)] = (
+        Field(
+            default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"],
+            description="Pillow format names accepted (comma list)",
+        )
     )
 
     @field_validator("broker_url", "result_backend")
@@ -250,7 +369,25 @@ class CelerySettings(BaseSettings):
             raise SettingsError(problems)
         return self
 
+    @field_validator("storage_retention_days")
+    @classmethod
+    def _retention(cls, days: float) -> float:
+        """Validation registers each image in Redis for the retention, in whole seconds."""
+        seconds = retention_seconds(days)
+        if seconds < 1:
+            raise ValueError(
+                "is shorter than one second: Redis refuses an expiry of 0, so every "
+                "validation would fail"
+            )
+        _date_seconds(seconds)
+        return days
+
     # --- derived -------------------------------------------------------------------------
+    @property
+    def storage_retention_seconds(self) -> int:
+        """The retention as the whole seconds Redis expiries and the cleanup use."""
+        return retention_seconds(self.storage_retention_days)
+
     @property
     def broker_scheme(self) -> str:
         return urlsplit(self.broker_url.get_secret_value().split(";")[0]).scheme
@@ -294,6 +431,10 @@ class CelerySettings(BaseSettings):
 
 
 URL_FIELDS = frozenset({"broker_url", "result_backend"})
+
+
+def retention_seconds(days: float) -> int:
+    return int(days * 86400)
 
 
 def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
@@ -366,15 +507,26 @@ def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def _unknown_variables(sources: Mapping[str, str | None]) -> list[tuple[str, str]]:
+def _raw_problems(source: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    """What only the raw variables show: unknown names, and URLs given but left empty.
+
+    An unknown name is usually a typo that would silently leave the default in force.
+    An empty URL is usually a secret that did not render; ignored as blank it would
+    become the default, a Redis on localhost, and workers would wait there for work.
+    """
     known = {env_name(f) for f in CelerySettings.model_fields}
+    blank_means_error = {env_name(f) for f in URL_FIELDS}
     problems = []
-    for key in sources:
+    for key, value in source.items():
         upper = key.upper()
-        if upper.startswith(ENV_PREFIX) and upper not in known:
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        if upper not in known:
             close = difflib.get_close_matches(upper, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append((upper, f"unknown setting{hint}"))
+        elif upper in blank_means_error and not (value or "").strip():
+            problems.append((upper, "is empty; set the URL or remove the line for the default"))
     return problems
 
 
@@ -384,32 +536,33 @@ def env_file_path(environ: Mapping[str, str] | None = None) -> Path | None:
     return Path(value) if value else None
 
 
+def _read_env_file(env_file: Path) -> dict[str, str | None]:
+    if not env_file.is_file():
+        raise SettingsError([(ENV_FILE_VARIABLE, f"{env_file} does not exist")])
+    try:
+        return dict(dotenv_values(env_file))
+    except OSError as exc:
+        raise SettingsError([(ENV_FILE_VARIABLE, f"{env_file}: {exc.strerror}")]) from None
+
+
+def _values(environ: Mapping[str, str], env_file: Path | None) -> dict[str, Any]:
+    """Field values from pydantic-settings' sources; the process environment wins."""
+    sources: list[PydanticBaseSettingsSource] = [_EnvironSource(CelerySettings, environ)]
+    if env_file is not None:
+        sources.append(DotEnvSettingsSource(CelerySettings, env_file=env_file))
+    values: dict[str, Any] = {}
+    for source in reversed(sources):  # lowest priority first, as pydantic-settings merges
+        values.update(source())
+    return values
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> CelerySettings:
     """Build settings from the environment and ``$PIXCRAWLER_ENV_FILE``, or raise one error."""
     environ = os.environ if environ is None else environ
-    problems: list[tuple[str, str]] = []
     env_file = env_file_path(environ)
-    file_values: dict[str, str | None] = {}
-    if env_file is not None:
-        if not env_file.is_file():
-            raise SettingsError([(ENV_FILE_VARIABLE, f"{env_file} does not exist")])
-        try:
-            file_values = dict(dotenv_values(env_file))
-        except OSError as exc:
-            raise SettingsError([(ENV_FILE_VARIABLE, f"{env_file}: {exc.strerror}")]) from None
-    problems += _unknown_variables(file_values)
-    problems += _unknown_variables(environ)
-    # The process environment overrides the file, as systemd's Environment= does.
-    merged = {k.upper(): v for k, v in file_values.items() if v is not None}
-    merged.update({k.upper(): v for k, v in environ.items()})
-    values = {
-        key.removeprefix(ENV_PREFIX).lower(): value
-        for key, value in merged.items()
-        if key.startswith(ENV_PREFIX)
-        and key.removeprefix(ENV_PREFIX).lower() in CelerySettings.model_fields
-    }
-    # Blank values mean "unset" for optional settings, as in a templated env file.
-    values = {k: v for k, v in values.items() if v != ""}
+    file_values = _read_env_file(env_file) if env_file is not None else {}
+    problems = _raw_problems(file_values) + _raw_problems(environ)
+    values = _values(environ, env_file)
     try:
         settings = CelerySettings.model_validate(values)
     except ValidationError as exc:
@@ -434,7 +587,33 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(problems))
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> CelerySettings:
-    """Process-wide settings, loaded once (workers, CLI and script share this)."""
-    return load_settings()
+# --- where an operator's command finds the settings ----------------------------------------
+
+
+def resolve_env_file(
+    cli_value: str | None, environ: Mapping[str, str], default: Path | None = None
+) -> Path | None:
+    """``--env-file``, else ``$PIXCRAWLER_ENV_FILE``, else the installed file if present.
+
+    The order matches what a worker sees under systemd, so a check run by hand on a host
+    tests the configuration the workers really use.
+    """
+    if cli_value:
+        return Path(cli_value)
+    if environ.get(ENV_FILE_VARIABLE):
+        return Path(environ[ENV_FILE_VARIABLE])
+    installed = DEFAULT_ENV_FILE if default is None else default
+    return installed if installed.is_file() else None
+
+
+def load_operator_settings(
+    cli_value: str | None, default: Path | None = None
+) -> tuple[CelerySettings, str]:
+    """Settings plus a description of their source; raises :class:`SettingsError`."""
+    environ = dict(os.environ)
+    env_file = resolve_env_file(cli_value, environ, default)
+    if env_file is not None:
+        environ[ENV_FILE_VARIABLE] = str(env_file)
+    settings = load_settings(environ)
+    source = f"env file {env_file}" if env_file else "process environment"
+    return settings, source

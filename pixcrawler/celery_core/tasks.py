@@ -19,7 +19,6 @@ from typing import Any
 from pixcrawler import __version__
 from pixcrawler.celery_core.app import get_celery_app, result_client
 from pixcrawler.celery_core.base import BaseTask
-from pixcrawler.celery_core.config import get_settings
 from pixcrawler.storage import TEMP_PREFIX, iter_store
 
 app = get_celery_app()
@@ -63,7 +62,7 @@ def _date_done(raw: bytes | str | None) -> datetime | None:
 @app.task(bind=True, base=BaseTask, name="celery_core.cleanup_expired_results")
 def cleanup_expired_results(self: BaseTask, batch: int = 500) -> dict[str, int]:
     """Delete result keys older than RESULT_EXPIRES that have no TTL; give the rest one."""
-    expires = get_settings().result_expires
+    expires = self.settings.result_expires
     client = result_client(self.app)
     now = datetime.now(UTC)
     scanned = deleted = expiry_set = 0
@@ -84,9 +83,9 @@ def cleanup_expired_results(self: BaseTask, batch: int = 500) -> dict[str, int]:
 @app.task(bind=True, base=BaseTask, name="celery_core.cleanup_storage")
 def cleanup_storage(self: BaseTask) -> dict[str, int]:
     """Delete images older than STORAGE_RETENTION_DAYS and stale partial downloads."""
-    settings = get_settings()
+    settings = self.settings
     now = time.time()
-    image_cutoff = now - settings.storage_retention_days * 86400
+    image_cutoff = now - settings.storage_retention_seconds
     temp_cutoff = now - STALE_TEMP_SECONDS
     scanned = removed = freed = 0
     for entry in iter_store(settings.storage_dir):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pixcrawler.celery_core.app import get_celery_app, result_client
 from pixcrawler.celery_core.base import BaseTask, classify
-from pixcrawler.celery_core.config import CelerySettings, get_settings
+from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.storage import resolve_in_store
 from pixcrawler.validator.images import inspect_image
@@ -34,8 +34,7 @@ def _first_seen_by(task: BaseTask, sha256: str, settings: CelerySettings) -> str
     client = result_client(task.app)
     key = SEEN_KEY.format(sha256=sha256)
     me = task.request.id or "direct-call"
-    ttl = int(settings.storage_retention_days * 86400)
-    if client.set(key, me, nx=True, ex=ttl):
+    if client.set(key, me, nx=True, ex=settings.storage_retention_seconds):
         return None
     owner = client.get(key)
     owner_id = owner.decode() if isinstance(owner, bytes) else owner
@@ -83,7 +82,7 @@ def _error(path: str, error: TaskError) -> dict[str, Any]:
 @app.task(bind=True, base=BaseTask, name="validator.tasks.validate_task")
 def validate_task(self: BaseTask, payload: Any) -> dict[str, Any]:
     """Verify images from a crawl; FAILURE when none of them is acceptable."""
-    settings = get_settings()
+    settings = self.settings
     outcomes = [validate_one(self, p, settings) for p in _paths(payload)]
     invalid = [o for o in outcomes if o["status"] == "invalid"]
     if len(invalid) == len(outcomes):
