@@ -154,7 +154,7 @@ class RedisServer:
             pixcrawler_redis_tls=False,
             pixcrawler_redis_dir=str(self.workdir),
             pixcrawler_redis_acl_file=str(acl),
-            pixcrawler_process_manager="supervisor",  # no pidfile in /run/redis
+            pixcrawler_service_manager_resolved="supervisor",  # no pidfile in /run/redis
         )
         # The role logs to stdout (the journal); the tests read a file.
         return conf.replace('logfile ""', f"logfile {self.log}")

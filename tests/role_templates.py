@@ -17,7 +17,7 @@ import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parent.parent
 ROLES = REPO / "ansible" / "roles"
-SHARED_VARS = REPO / "ansible" / "group_vars" / "all" / "main.yml"
+SHARED_VARS_DIR = REPO / "ansible" / "group_vars" / "all"
 
 
 def _hash(value: Any, algorithm: str = "sha1") -> str:
@@ -33,6 +33,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def shared_vars() -> dict[str, Any]:
+    """Every file of ansible/group_vars/all (shared settings and the fixed facts)."""
+    out: dict[str, Any] = {}
+    for path in sorted(SHARED_VARS_DIR.glob("*.yml")):
+        out.update(yaml.safe_load(path.read_text()) or {})
+    return out
+
+
 def role_vars(role: str, **overrides: Any) -> dict[str, Any]:
     """The shared group_vars and *role*'s defaults, then *overrides*, templates resolved.
 
@@ -42,7 +50,7 @@ def role_vars(role: str, **overrides: Any) -> dict[str, Any]:
     """
     env = _environment()
     values: dict[str, Any] = {
-        **yaml.safe_load(SHARED_VARS.read_text()),
+        **shared_vars(),
         **yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()),
         "ansible_managed": "rendered by the tests from the role's template",
         **overrides,

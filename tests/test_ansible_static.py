@@ -107,6 +107,63 @@ def test_role_has_argument_specs_and_commented_defaults(role: str) -> None:
     assert any(line.startswith("#") for line in lines), f"{role}: defaults have no comments"
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_spec_defaults_are_the_role_defaults(role: str) -> None:
+    """A default written in meta/argument_specs.yml is the one in defaults/main.yml.
+
+    The spec may omit a default (templated ones, say); when it states one, it must be the
+    value the role really uses: its defaults/main.yml, or group_vars/all for shared ones.
+    """
+    path = ROLES_DIR / role
+    specs = yaml.safe_load((path / "meta" / "argument_specs.yml").read_text())
+    defaults: dict[str, object] = {}
+    for shared in sorted((ANSIBLE_DIR / "group_vars" / "all").glob("*.yml")):
+        defaults.update(yaml.safe_load(shared.read_text()) or {})
+    defaults.update(yaml.safe_load((path / "defaults" / "main.yml").read_text()) or {})
+    for entry, spec in specs["argument_specs"].items():
+        for name, option in spec.get("options", {}).items():
+            if "default" not in option or entry != "main":
+                continue
+            assert name in defaults, f"{role}: the spec gives {name} a default the role lacks"
+            assert option["default"] == defaults[name], (
+                f"{role}: {name} defaults to {defaults[name]!r}, the spec says {option['default']!r}"
+            )
+
+
+def test_shared_defaults_match_the_package() -> None:
+    """The task hard time limit the workers' stop timeout outlasts is the package's."""
+    from pixcrawler.celery_core.config import CelerySettings
+
+    shared = (ANSIBLE_DIR / "group_vars" / "all" / "main.yml").read_text()
+    found = re.search(r"task_time_limit \| default\((\d+)\)", shared)
+    assert found, "pixcrawler_task_time_limit no longer falls back to a number"
+    assert int(found.group(1)) == CelerySettings.model_fields["task_time_limit"].default
+
+
+def test_fixed_facts_are_not_settings() -> None:
+    """No environment, inventory or role sets what the units name (group_vars/all/fixed.yml)."""
+    fixed = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "all" / "fixed.yml").read_text())
+    assert list(fixed) == ["pixcrawler_fixed"]
+    for path in [*ROOT.joinpath("env").rglob("*.yml"), *ROLES_DIR.glob("*/defaults/*.yml")]:
+        if path.name == "vault.yml":
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        assert "pixcrawler_fixed" not in str(list(data)), path
+    # Per-role copies of the fixed facts are gone.
+    old = re.compile(
+        r"pixcrawler_(app_(user|group|home|venv|env_file|state_dir|storage_dir|verify_script)"
+        r"|beat_state_dir|flower_state_dir|flower_db|verify_(script|python|env_file))\b"
+    )
+    for path in [*ANSIBLE_DIR.rglob("*.yml"), *ANSIBLE_DIR.rglob("*.j2"), *ROOT.joinpath("env").rglob("*.yml")]:
+        assert not old.search(path.read_text(errors="replace")), path
+    # The tasks and templates take the paths from pixcrawler_fixed, never literally.
+    literal = re.compile(r"/(opt|etc|var/lib)/pixcrawler\b")
+    for path in [*ROLES_DIR.glob("*/tasks/*.yml"), *ROLES_DIR.glob("*/templates/*.j2")]:
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.lstrip().startswith("#"):
+                assert not literal.search(line), f"{path}:{lineno}: {line.strip()}"
+
+
 def test_roles_install_the_unit_files_from_systemd_dir() -> None:
     """One source of truth: the roles copy systemd/*, they never template their own."""
     units = {p.name for p in (ROOT / "systemd").glob("pixcrawler*")}

@@ -15,19 +15,25 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import jinja2
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.queues import QUEUES
+from tests.role_templates import ROLES, role_vars
 
 UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+#: The one source of the paths and the user the units name (group_vars/all/fixed.yml).
+FIXED_FILE = ROLES.parent / "group_vars" / "all" / "fixed.yml"
+FIXED: dict[str, str] = yaml.safe_load(FIXED_FILE.read_text())["pixcrawler_fixed"]
 WORKER = "pixcrawler-worker@.service"
 FLOWER = "pixcrawler-flower.service"
 BEAT = "pixcrawler-beat.service"
 TARGET = "pixcrawler.target"
 SERVICES = (WORKER, FLOWER, BEAT)
-CELERY = "/opt/pixcrawler/venv/bin/celery"
-MAIN_ENV = "/etc/pixcrawler/pixcrawler.env"
+CELERY = FIXED["venv"] + "/bin/celery"
+MAIN_ENV = FIXED["env_file"]
 
 Unit = dict[str, dict[str, list[str]]]
 
@@ -134,15 +140,148 @@ def test_worker_command_line_takes_every_queue_setting_from_env() -> None:
     assert contract <= referenced
     # A queue file that omits a setting must not leave an empty argument behind.
     assert referenced <= set(env_defaults(unit))
-    assert unit["Service"]["EnvironmentFile"] == [MAIN_ENV, "/etc/pixcrawler/worker-%i.env"]
+    assert unit["Service"]["EnvironmentFile"] == [MAIN_ENV, FIXED["config_dir"] + "/worker-%i.env"]
 
 
 def test_flower_and_beat_read_their_env_files() -> None:
-    assert load(FLOWER)["Service"]["EnvironmentFile"] == [
-        MAIN_ENV,
-        "/etc/pixcrawler/flower.env",
-    ]
+    assert load(FLOWER)["Service"]["EnvironmentFile"] == [MAIN_ENV, FIXED["flower_env_file"]]
     assert load(BEAT)["Service"]["EnvironmentFile"][0] == MAIN_ENV
+
+
+# --- one source for the paths and the user: group_vars/all/fixed.yml ---------------------
+
+
+def unit_drift(units: dict[str, Unit]) -> list[str]:
+    """Where the units disagree with fixed.yml (empty: none)."""
+    problems = []
+
+    def want(name: str, what: str, got: object, expected: object) -> None:
+        if got != expected:
+            problems.append(f"{name} {what}: {got!r}, fixed.yml says {expected!r}")
+
+    for name, unit in units.items():
+        service = unit["Service"]
+        want(name, "User=", service["User"], [FIXED["user"]])
+        want(name, "Group=", service["Group"], [FIXED["group"]])
+        want(name, "ExecStart= program", one(unit, "Service", "ExecStart").split()[0], CELERY)
+        want(name, "first EnvironmentFile=", service["EnvironmentFile"][:1], [FIXED["env_file"]])
+    state = {WORKER: "state_dir", FLOWER: "flower_state_dir", BEAT: "beat_state_dir"}
+    for name, key in state.items():
+        want(name, "WorkingDirectory=", units[name]["Service"]["WorkingDirectory"], [FIXED[key]])
+        want(name, "ReadWritePaths=", units[name]["Service"]["ReadWritePaths"], [FIXED[key]])
+    want(
+        WORKER,
+        "EnvironmentFile=",
+        units[WORKER]["Service"]["EnvironmentFile"],
+        [FIXED["env_file"], FIXED["config_dir"] + "/worker-%i.env"],
+    )
+    want(
+        FLOWER,
+        "EnvironmentFile=",
+        units[FLOWER]["Service"]["EnvironmentFile"],
+        [FIXED["env_file"], FIXED["flower_env_file"]],
+    )
+    want(FLOWER, "FLOWER_DB", env_defaults(units[FLOWER]).get("FLOWER_DB"), FIXED["flower_db"])
+    schedule = re.search(r"--schedule\s+(\S+)", one(units[BEAT], "Service", "ExecStart"))
+    want(BEAT, "--schedule", schedule and schedule.group(1), FIXED["beat_state_dir"] + "/celerybeat-schedule")
+    return problems
+
+
+def test_fixed_facts_are_consistent_among_themselves() -> None:
+    inside = {
+        "venv": "home",
+        "verify_script": "home",
+        "env_file": "config_dir",
+        "flower_env_file": "config_dir",
+        "storage_dir": "state_dir",
+        "beat_state_dir": "state_dir",
+        "flower_state_dir": "state_dir",
+        "flower_db": "flower_state_dir",
+    }
+    for key, parent in inside.items():
+        assert FIXED[key].startswith(FIXED[parent] + "/"), f"{key} is not under {parent}"
+    assert FIXED["storage_dir"] == str(CelerySettings.model_fields["storage_dir"].default)
+
+
+def test_units_name_exactly_the_fixed_facts() -> None:
+    assert unit_drift({name: load(name) for name in SERVICES}) == []
+
+
+def test_unit_drift_is_caught() -> None:
+    """Moving one path in one unit, and nowhere else, fails."""
+    units = {name: load(name) for name in SERVICES}
+    text = (UNIT_DIR / BEAT).read_text().replace("/var/lib/pixcrawler/beat", "/var/lib/beat")
+    units[BEAT] = parse_unit(text)
+    problems = unit_drift(units)
+    assert any("WorkingDirectory" in p for p in problems), problems
+    assert any("--schedule" in p for p in problems), problems
+    units[BEAT] = load(BEAT)
+    units[WORKER] = parse_unit((UNIT_DIR / WORKER).read_text().replace("User=pixcrawler", "User=celery"))
+    assert any("User=" in p for p in unit_drift(units))
+
+
+def supervisor_program(role: str, queue: str = "crawl") -> dict[str, object]:
+    """The pixcrawler_supervisor_program a role's supervisor.yml passes, rendered."""
+    tasks = yaml.safe_load((ROLES / role / "tasks" / "supervisor.yml").read_text())
+    program = next(
+        t["vars"]["pixcrawler_supervisor_program"]
+        for t in tasks
+        if "ansible.builtin.include_role" in t
+    )
+    values = {**role_vars(role), "queue": queue}
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)  # noqa: S701 - not HTML
+
+    def render(value: object) -> object:
+        if isinstance(value, str):
+            return env.from_string(value).render(values)
+        if isinstance(value, list):
+            return [render(v) for v in value]
+        if isinstance(value, dict):
+            return {k: render(v) for k, v in value.items()}
+        return value
+
+    return {k: render(v) for k, v in program.items() if k not in ("state", "stopwaitsecs")}
+
+
+def as_argv(command: str, queue: str) -> list[str]:
+    """A unit's ExecStart= or a program's command in one spelling: $VAR, the queue, %h."""
+    command = re.sub(r"\$\{(\w+)\}", r"$\1", command).replace('"$', "$")
+    command = re.sub(r'(\$\w+)"', r"\1", command)
+    return command.replace("%i", queue).replace("%H", "%h").split()
+
+
+@pytest.mark.parametrize(
+    ("role", "name"),
+    [("pixcrawler_workers", WORKER), ("pixcrawler_flower", FLOWER), ("pixcrawler_beat", BEAT)],
+)
+def test_supervisor_programs_run_what_the_units_run(role: str, name: str) -> None:
+    """Under supervisord the same command, user, directory, env files and defaults."""
+    unit, queue = load(name), "crawl"
+    program = supervisor_program(role, queue)
+    service = unit["Service"]
+    assert program["user"] == one(unit, "Service", "User")
+    assert program["directory"] == one(unit, "Service", "WorkingDirectory")
+    assert program["env_files"] == [f.replace("%i", queue) for f in service["EnvironmentFile"]]
+    assert as_argv(str(program["command"]), queue) == as_argv(one(unit, "Service", "ExecStart"), queue)
+    defaults = env_defaults(unit)
+    environment = program.get("environment") or {}
+    assert isinstance(environment, dict)
+    assert {k: str(v) for k, v in environment.items()}.items() <= defaults.items()
+    if name != WORKER:  # a worker's queue file always sets every CELERY_* value
+        assert {k: str(v) for k, v in environment.items()} == defaults
+
+
+def test_unit_defaults_are_the_roles_defaults() -> None:
+    """The fallbacks a unit carries for a settings file that omits a value are the roles'."""
+    worker = env_defaults(load(WORKER))
+    fallback = role_vars("pixcrawler_workers")["pixcrawler_workers_fallback"]
+    for key, value in fallback.items():
+        assert worker[f"CELERY_{key.upper()}"] == str(value), key
+    flower = env_defaults(load(FLOWER))
+    flower_vars = role_vars("pixcrawler_flower")
+    assert flower["FLOWER_ADDRESS"] == flower_vars["pixcrawler_flower_address"]
+    assert flower["FLOWER_PORT"] == str(flower_vars["pixcrawler_flower_port"])
+    assert flower["CELERY_LOGLEVEL"] == flower_vars["pixcrawler_flower_loglevel"]
 
 
 def test_state_lives_where_the_unit_may_write() -> None:
