@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from pixcrawler.celery_core.base import ENVELOPE_SCHEMA
 from pixcrawler.celery_core.client import client_app
 from pixcrawler.celery_core.config import (
     DEFAULT_ENV_FILE,
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 HEALTH_TASK = "celery_core.health_check"
 CRAWL_TASK = "builder.tasks.crawl_task"
 VALIDATE_TASK = "validator.tasks.validate_task"
-ENVELOPE_SCHEMA = "pixcrawler.result/v1"
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 #: Celery polls for results once a second, so a wait can overrun its timeout by that much.

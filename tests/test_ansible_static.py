@@ -126,7 +126,8 @@ def test_argument_spec_defaults_are_the_role_defaults(role: str) -> None:
                 continue
             assert name in defaults, f"{role}: the spec gives {name} a default the role lacks"
             assert option["default"] == defaults[name], (
-                f"{role}: {name} defaults to {defaults[name]!r}, the spec says {option['default']!r}"
+                f"{role}: {name} defaults to {defaults[name]!r}, "
+                f"the spec says {option['default']!r}"
             )
 
 
@@ -154,7 +155,11 @@ def test_fixed_facts_are_not_settings() -> None:
         r"pixcrawler_(app_(user|group|home|venv|env_file|state_dir|storage_dir|verify_script)"
         r"|beat_state_dir|flower_state_dir|flower_db|verify_(script|python|env_file))\b"
     )
-    for path in [*ANSIBLE_DIR.rglob("*.yml"), *ANSIBLE_DIR.rglob("*.j2"), *ROOT.joinpath("env").rglob("*.yml")]:
+    for path in [
+        *ANSIBLE_DIR.rglob("*.yml"),
+        *ANSIBLE_DIR.rglob("*.j2"),
+        *ROOT.joinpath("env").rglob("*.yml"),
+    ]:
         assert not old.search(path.read_text(errors="replace")), path
     # The tasks and templates take the paths from pixcrawler_fixed, never literally.
     literal = re.compile(r"/(opt|etc|var/lib)/pixcrawler\b")

@@ -183,7 +183,12 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
     )
     want(FLOWER, "FLOWER_DB", env_defaults(units[FLOWER]).get("FLOWER_DB"), FIXED["flower_db"])
     schedule = re.search(r"--schedule\s+(\S+)", one(units[BEAT], "Service", "ExecStart"))
-    want(BEAT, "--schedule", schedule and schedule.group(1), FIXED["beat_state_dir"] + "/celerybeat-schedule")
+    want(
+        BEAT,
+        "--schedule",
+        schedule and schedule.group(1),
+        FIXED["beat_state_dir"] + "/celerybeat-schedule",
+    )
     return problems
 
 
@@ -216,7 +221,9 @@ def test_unit_drift_is_caught() -> None:
     assert any("WorkingDirectory" in p for p in problems), problems
     assert any("--schedule" in p for p in problems), problems
     units[BEAT] = load(BEAT)
-    units[WORKER] = parse_unit((UNIT_DIR / WORKER).read_text().replace("User=pixcrawler", "User=celery"))
+    units[WORKER] = parse_unit(
+        (UNIT_DIR / WORKER).read_text().replace("User=pixcrawler", "User=celery")
+    )
     assert any("User=" in p for p in unit_drift(units))
 
 
@@ -262,7 +269,9 @@ def test_supervisor_programs_run_what_the_units_run(role: str, name: str) -> Non
     assert program["user"] == one(unit, "Service", "User")
     assert program["directory"] == one(unit, "Service", "WorkingDirectory")
     assert program["env_files"] == [f.replace("%i", queue) for f in service["EnvironmentFile"]]
-    assert as_argv(str(program["command"]), queue) == as_argv(one(unit, "Service", "ExecStart"), queue)
+    assert as_argv(str(program["command"]), queue) == as_argv(
+        one(unit, "Service", "ExecStart"), queue
+    )
     defaults = env_defaults(unit)
     environment = program.get("environment") or {}
     assert isinstance(environment, dict)
