@@ -1,8 +1,9 @@
 """``pixcrawler``: the operator's command (config check/show/queues, broker, verify).
 
-Ansible calls these too: ``config check`` gates a restart on a valid env file and
-``config queues --json`` lets a play compare an inventory's queue names with
-:data:`pixcrawler.celery_core.queues.QUEUES`, so the queue table has one source of truth.
+The Ansible preflight calls ``config check`` on the env file the app role's template
+renders, so a value a worker would die of fails before any host changes. ``config
+queues`` prints :data:`pixcrawler.celery_core.queues.QUEUES` for people; the preflight
+imports that table itself.
 Configuration errors exit with 2 and the :class:`SettingsError` text, never a traceback
 and never a value (a broker URL carries a password).
 """
