@@ -64,7 +64,7 @@ def _tail(log: Path, lines: int = 60) -> str:
 def docker_engine() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / "start-docker.log"
-    if _run([str(REPO / "scripts/start-docker")], log, timeout=600) != 0:
+    if _run([str(REPO / "testhosts/start-docker")], log, timeout=600) != 0:
         pytest.fail(f"Docker engine could not be started; Molecule cannot run:\n{_tail(log)}")
 
 
@@ -73,7 +73,7 @@ def test_images(docker_engine: None) -> set[str]:
     prod = os.environ.get("PIXCRAWLER_TEST_RELEASE_PROD", "trixie")
     releases = sorted({release for _, release in _matrix()} | {prod})
     log = LOGS / "build-test-images.log"
-    if _run([str(REPO / "scripts/build-test-images"), *releases], log, timeout=1200) != 0:
+    if _run([str(REPO / "testhosts/build-test-images"), *releases], log, timeout=1200) != 0:
         pytest.fail(f"test-host images could not be built:\n{_tail(log)}")
     return set(releases)
 

@@ -1,7 +1,7 @@
 """The Vagrant lab (``Vagrantfile``, docs/LAB.md), brought up for real with Vagrant.
 
 ``-m vagrant`` (scripts/test-vagrant): ``vagrant up --provider=docker`` over the image that
-scripts/setup-vagrant-lab builds, so the four machines are provisioned by ansible/site.yml
+testhosts/setup-vagrant-lab builds, so the four machines are provisioned by ansible/site.yml
 over SSH as VMs would be; the checks then log in with ``vagrant ssh``. Whatever happens,
 the lab is destroyed at the end and no lab container may be left. If the lab cannot come
 up, the tests FAIL: a skipped lab would look like a working one.
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SETUP = REPO / "scripts" / "setup-vagrant-lab"
+SETUP = REPO / "testhosts" / "setup-vagrant-lab"
 LOGS = Path(os.environ.get("PIXCRAWLER_LAB_LOGS") or tempfile.mkdtemp(prefix="vagrant-lab-"))
 MACHINES = ("redis", "worker1", "worker2", "monitor")
 LAB_NET = "192.168.56"
@@ -112,7 +112,7 @@ class Lab:
 def lab(vagrant_installed: None) -> Iterator[Lab]:
     proc = _run([str(SETUP)], timeout=1800, log=LOGS / "setup.log")
     if proc.returncode != 0:
-        pytest.fail(f"scripts/setup-vagrant-lab failed:\n{_tail(proc.stderr)}")
+        pytest.fail(f"testhosts/setup-vagrant-lab failed:\n{_tail(proc.stderr)}")
     # A lab left by an interrupted run would make `up` a mere provision of old machines;
     # a single-machine lab is only known to the Vagrantfile in single mode.
     _run(["vagrant", "destroy", "-f"], timeout=900, extra={"PIXCRAWLER_LAB": "single"})
