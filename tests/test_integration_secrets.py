@@ -85,10 +85,13 @@ def test_no_secret_in_ps_output(worker: Worker, redis_server: RedisServer) -> No
         ["ps", "-o", "args=", "-p", f"{worker.proc.pid},{redis_server.proc.pid}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "celery -A pixcrawler.celery_core.app worker" in own
-    assert "redis-server" in own
+    assert "celery -A pixcrawler.celery_core.app worker" in own, own
+    assert "redis-server" in own, own
     args = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert REDIS_PASSWORD not in own + args
+    # Name the offending processes, never the password.
+    leaking = [line.split(maxsplit=1)[0] for line in args.splitlines() if REDIS_PASSWORD in line]
+    assert REDIS_PASSWORD not in own, "the worker's or Redis's own command line"
+    assert not leaking, f"programs whose command line carries the password: {leaking}"
 
 
 def test_task_messages_mask_url_passwords_in_their_readable_copies() -> None:
