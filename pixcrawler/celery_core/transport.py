@@ -35,6 +35,7 @@ import json
 import time
 import uuid
 from collections.abc import Collection
+from functools import cached_property
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -112,9 +113,12 @@ class Channel(_BaseChannel):  # type: ignore[misc]
     def requeue_on_restart(self) -> bool:
         return bool(self.pixcrawler_requeue_on_restart)
 
-    @property
+    @cached_property
     def owner(self) -> str | None:
-        """The record this channel's deliveries get, or None outside a worker."""
+        """The record this channel's deliveries get, or None outside a worker.
+
+        Built once: node and switch come from the transport options at the channel's
+        creation, and every delivery writes the same record."""
         if self.pixcrawler_node and self.requeue_on_restart:
             return owner_record(self.pixcrawler_node)
         return None
