@@ -20,7 +20,7 @@ from celery import Celery
 
 from pixcrawler.celery_core.app import create_app
 from pixcrawler.celery_core.config import load_settings
-from tests.harness import RedisServer, Worker, settings_env
+from tests.support.harness import RedisServer, Worker, settings_env
 
 
 @dataclass(frozen=True)

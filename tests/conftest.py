@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import RedisServer, Worker, settings_env
-from tests.http_fixtures import LoopbackHTTPServer, serving
+from tests.support.harness import RedisServer, Worker, settings_env
+from tests.support.http_fixtures import LoopbackHTTPServer, serving
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="pixcrawler-tests-"))
 REDIS_PASSWORD = "test-" + secrets.token_hex(12)
@@ -57,7 +57,7 @@ def worker(worker_env: dict[str, str], storage_dir: Path) -> Iterator[Worker]:
     """One worker on every queue, shared by the tests that only need 'a worker'."""
     logs = SESSION_DIR / "logs"
     logs.mkdir(exist_ok=True)
-    w = Worker(worker_env, logdir=logs, include="tests.support_tasks").start()
+    w = Worker(worker_env, logdir=logs, include="tests.support.tasks").start()
     yield w
     w.stop()
     w.kill()
@@ -68,6 +68,24 @@ def http_server() -> Iterator[LoopbackHTTPServer]:
     """The loopback HTTP server crawls are pointed at (127.0.0.1 only)."""
     with serving() as server:
         yield server
+
+
+#: Fixtures that start a real server or worker: a test that asks for one is an integration test.
+LIVE_FIXTURES = frozenset({"redis_server", "worker_env", "worker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The directory says what kind a test is: ``tests/integration`` gets the marker, and a
+    test under ``tests/unit`` that asks for Redis or a worker is an error, not a slow unit."""
+    for item in items:
+        kind = item.path.relative_to(Path(__file__).parent).parts[0]
+        if kind == "integration":
+            item.add_marker(pytest.mark.integration)
+        live = LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if kind == "unit" and live:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(live))}: move it to tests/integration"
+            )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

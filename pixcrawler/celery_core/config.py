@@ -180,7 +180,7 @@ class _EnvironSource(EnvSettingsSource):
 
     Hand-written because ``EnvSettingsSource`` only reads ``os.environ``, and the Ansible
     preflight and the tests validate environments that are not this process's
-    (tests/test_config.py: the explicit environment is not mixed with the process's).
+    (tests/unit/test_config.py: the explicit environment is not mixed with the process's).
     """
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:

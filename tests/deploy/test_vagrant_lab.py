@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 SETUP = REPO / "testhosts" / "setup-vagrant-lab"
 LOGS = Path(os.environ.get("PIXCRAWLER_LAB_LOGS") or tempfile.mkdtemp(prefix="vagrant-lab-"))
 MACHINES = ("redis", "worker1", "worker2", "monitor")

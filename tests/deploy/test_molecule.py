@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 MOLECULE = REPO / "ansible" / "molecule"
 RUN = MOLECULE / "run"
 DEFAULT_MATRIX = "default,multihost,supervisor"

@@ -19,7 +19,7 @@ import pytest
 from pixcrawler import cli
 from pixcrawler.celery_core import config
 from pixcrawler.celery_core.queues import QUEUES
-from tests.harness import free_port
+from tests.support.harness import free_port
 
 ENTRY_POINT = Path(sys.executable).parent / "pixcrawler"
 

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Worker
-from tests.http_fixtures import LoopbackHTTPServer, Route
-from tests.images import png
-
-pytestmark = pytest.mark.integration
+from tests.support.harness import Worker
+from tests.support.http_fixtures import LoopbackHTTPServer, Route
+from tests.support.images import png
 
 
 @pytest.fixture(scope="module")

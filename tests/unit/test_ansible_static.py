@@ -7,40 +7,24 @@ variable, and it stopped before the first play that changes anything ("Redis bro
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.ansible_tools import clean_env, tool
+from tests.support.paths import ANSIBLE_DIR
+from tests.support.paths import REPO as ROOT
+
 yaml = pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parent.parent
-ANSIBLE_DIR = ROOT / "ansible"
 ROLES_DIR = ANSIBLE_DIR / "roles"
-BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if p.is_dir())
 #: The example vault password the committed staging/prod vaults are encrypted with.
 EXAMPLE_VAULT_PASSWORD = "pixcrawler-example-vault-password"
 FIRST_CHANGING_PLAY = "PLAY [Redis broker]"
-
-
-def tool(name: str) -> Path:
-    path = BIN / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed (uv sync --group deploy)")
-    return path
-
-
-def clean_env() -> dict[str, str]:
-    """The test session's PIXCRAWLER_* variables must not leak into a deploy."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    return env
 
 
 def run(

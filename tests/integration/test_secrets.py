@@ -17,12 +17,10 @@ import pytest
 from pixcrawler.builder.tasks import crawl_task
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.tasks import health_check
-from tests import images
 from tests.conftest import REDIS_PASSWORD
-from tests.harness import RedisServer, Worker
-from tests.http_fixtures import LoopbackHTTPServer, Route
-
-pytestmark = pytest.mark.integration
+from tests.support import images
+from tests.support.harness import RedisServer, Worker
+from tests.support.http_fixtures import LoopbackHTTPServer, Route
 
 TIMEOUT = 60
 URL_SECRET = "url-pw-0a1b2c3d"

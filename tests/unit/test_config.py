@@ -15,6 +15,7 @@ from pixcrawler.celery_core.config import (
     SettingsError,
     load_settings,
 )
+from tests.support.paths import REPO
 
 P = "PIXCRAWLER_CELERY_"
 SECRET = "Sup3r-secret-pw"
@@ -342,3 +343,62 @@ def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
         )
     )
     assert "broker_transport" not in sentinel
+
+
+#: The README's "no default" cell (an en dash).
+NO_DEFAULT = "\u2013"
+
+
+def _documented_value(text: str) -> object:
+    """A README cell as the setting's value: `x`, numbers, `20 MiB`, `50M`, empty, a dash."""
+    text = text.strip().strip("`")
+    if text in (NO_DEFAULT, "-"):
+        return None
+    if text == "empty":
+        return ""
+    for suffix, factor in ((" MiB", 1 << 20), ("M", 10**6)):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * factor
+    return text
+
+
+def _actual_value(value: object) -> object:
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return ",".join(sorted(map(str, value))) or ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def test_readme_settings_table_matches_the_defaults() -> None:
+    """The README's table repeats the defaults for the reader; this keeps the copy honest."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("| Variable (`PIXCRAWLER_CELERY_` +) | Default | Meaning |")[1]
+    rows = [line for line in table.split("\n\n")[0].splitlines()[2:] if line.startswith("|")]
+    defaults = load_settings({})
+    checked = 0
+    for row in rows:
+        names_cell, default_cell = (cell.strip() for cell in row.split("|")[1:3])
+        names = [n.strip("` ").lower() for n in names_cell.split(",")]
+        values = [_documented_value(v) for v in default_cell.split(", ")]
+        if len(values) == 1:
+            values *= len(names)
+        assert len(values) == len(names), row
+        for name, documented in zip(names, values, strict=True):
+            assert name in CelerySettings.model_fields, f"README names unknown setting {name}"
+            if documented is None:
+                continue
+            actual = _actual_value(getattr(defaults, name))
+            if isinstance(documented, str) and isinstance(actual, (int, float)):
+                documented = type(actual)(documented)
+            if name == "validation_allowed_formats":
+                documented = ",".join(sorted(str(documented).split(",")))
+            assert actual == documented, f"README says {name} defaults to {documented}"
+            checked += 1
+    assert checked >= 25, f"only {checked} defaults found in the README table"

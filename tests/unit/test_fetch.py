@@ -16,8 +16,8 @@ from pixcrawler.celery_core.config import CelerySettings, Network, load_settings
 from pixcrawler.celery_core.errors import TaskError, TransientError
 from pixcrawler.storage import TEMP_PREFIX, iter_store
 from pixcrawler.validator.images import inspect_image
-from tests import images
-from tests.http_fixtures import LoopbackHTTPServer, Route
+from tests.support import images
+from tests.support.http_fixtures import LoopbackHTTPServer, Route
 
 LOOPBACK: list[Network] = [ip_network("127.0.0.0/8")]
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ansible_static import ANSIBLE_DIR, ROOT, clean_env, tool
+from tests.support.ansible_tools import clean_env, tool
+from tests.support.paths import ANSIBLE_DIR
+from tests.support.paths import REPO as ROOT
 
 yaml = pytest.importorskip("yaml")
 

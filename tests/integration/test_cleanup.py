@@ -9,13 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from pixcrawler.celery_core.config import load_settings
 from pixcrawler.celery_core.tasks import cleanup_expired_results, cleanup_storage, health_check
-from tests.harness import RedisServer, Worker
-
-pytestmark = pytest.mark.integration
+from tests.support.harness import RedisServer, Worker
 
 TIMEOUT = 60
 DAY = 86400

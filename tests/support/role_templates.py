@@ -9,13 +9,13 @@ differ in (addresses, ports, paths) is overridden, by name.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml  # type: ignore[import-untyped]
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 ROLES = REPO / "ansible" / "roles"
 SHARED_VARS_DIR = REPO / "ansible" / "group_vars" / "all"
 

@@ -21,9 +21,10 @@ import yaml  # type: ignore[import-untyped]
 
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.queues import QUEUES
-from tests.role_templates import ROLES, role_vars
+from tests.support.paths import REPO
+from tests.support.role_templates import ROLES, role_vars
 
-UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+UNIT_DIR = REPO / "systemd"
 #: The one source of the paths and the user the units name (group_vars/all/fixed.yml).
 FIXED_FILE = ROLES.parent / "group_vars" / "all" / "fixed.yml"
 FIXED: dict[str, str] = yaml.safe_load(FIXED_FILE.read_text())["pixcrawler_fixed"]

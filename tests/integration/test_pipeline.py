@@ -20,12 +20,10 @@ from pixcrawler.celery_core.base import ENVELOPE_SCHEMA
 from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.tasks import health_check
 from pixcrawler.validator.tasks import validate_task
-from tests import images
-from tests.harness import RedisServer, Worker, wait_for
-from tests.http_fixtures import LoopbackHTTPServer, Route
-from tests.support_tasks import RECORD_TASKS
-
-pytestmark = pytest.mark.integration
+from tests.support import images
+from tests.support.harness import RedisServer, Worker, wait_for
+from tests.support.http_fixtures import LoopbackHTTPServer, Route
+from tests.support.tasks import RECORD_TASKS
 
 TIMEOUT = 60
 

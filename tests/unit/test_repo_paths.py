@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 ABSOLUTE_SHARED = re.compile(r"(?<![.\w])/[\w./-]*/shared/(?:notes|seeds|hooks)\b")
 
 

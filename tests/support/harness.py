@@ -24,7 +24,8 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -131,7 +132,7 @@ class RedisServer:
         )
 
     def _shipped_config(self) -> str:
-        from tests.role_templates import render
+        from tests.support.role_templates import render
 
         acl = self.workdir / "users.acl"
         role = "pixcrawler_redis"
@@ -161,7 +162,7 @@ class RedisServer:
 
     @property
     def app_user(self) -> str:
-        from tests.role_templates import role_vars
+        from tests.support.role_templates import role_vars
 
         return str(role_vars("pixcrawler_redis")["pixcrawler_redis_app_user"])
 

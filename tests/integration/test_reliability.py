@@ -28,10 +28,8 @@ from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
 from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY
 from tests.conftest import REDIS_PASSWORD
-from tests.harness import RedisServer, Worker, client_app, settings_env, wait_for
-from tests.support_tasks import RECORD_TASKS, SLEEP_TASK
-
-pytestmark = pytest.mark.integration
+from tests.support.harness import RedisServer, Worker, client_app, settings_env, wait_for
+from tests.support.tasks import RECORD_TASKS, SLEEP_TASK
 
 TIMEOUT = 60
 SEP = "\x06\x16"  # kombu's separator between a queue name and its priority bucket
@@ -82,7 +80,7 @@ def short_worker(
 ) -> Iterator[Worker]:
     """One process, short time limits; the tests here kill its children, never it."""
     logdir = tmp_path_factory.mktemp("short-worker")
-    worker = Worker(short_env, logdir=logdir, include="tests.support_tasks", concurrency=1)
+    worker = Worker(short_env, logdir=logdir, include="tests.support.tasks", concurrency=1)
     with started(worker):
         yield worker
     _no_secret(worker.log())
@@ -143,7 +141,7 @@ def test_task_survives_the_whole_worker_being_killed(
     visibility = float(env["PIXCRAWLER_CELERY_VISIBILITY_TIMEOUT"])
     broker, results = redis_server.client(10), redis_server.client(11)
     key = f"group-kill:{uuid.uuid4().hex}"
-    first = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
+    first = Worker(env, logdir=tmp_path, include="tests.support.tasks", concurrency=1)
     with client_app(env) as app:
         with started(first):
             result = app.send_task(SLEEP_TASK, args=[key, 3])
@@ -161,7 +159,7 @@ def test_task_survives_the_whole_worker_being_killed(
             visibility + 10,
             "the visibility timeout to pass",
         )
-        second = Worker(env, logdir=tmp_path, include="tests.support_tasks", concurrency=1)
+        second = Worker(env, logdir=tmp_path, include="tests.support.tasks", concurrency=1)
         with started(second):
             envelope = result.get(timeout=TIMEOUT)
             assert result.state == "SUCCESS"
@@ -183,7 +181,7 @@ def _hold_unacked(
         env,
         queues=queue,
         logdir=tmp_path,
-        include="tests.support_tasks",
+        include="tests.support.tasks",
         pool="threads",
         concurrency=count,
         name=node,
@@ -210,7 +208,7 @@ def _own_dbs_env(redis_server: RedisServer, storage: Path) -> dict[str, str]:
     )
 
 
-SUPPORT = "tests.support_tasks"
+SUPPORT = "tests.support.tasks"
 
 
 def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -241,7 +239,7 @@ def test_restarted_worker_requeues_what_its_killed_predecessor_held(
     assert broker.hlen("unacked") == 8
 
     replacement = Worker(
-        env, queues="crawl", logdir=tmp_path, include="tests.support_tasks", pool="threads",
+        env, queues="crawl", logdir=tmp_path, include="tests.support.tasks", pool="threads",
         concurrency=5, name=crawl_node,
     )  # fmt: skip
     with client_app(env) as app, started(replacement):
@@ -265,7 +263,7 @@ def test_restarted_worker_requeues_what_its_killed_predecessor_held(
         done = _cli(env, "broker", "requeue", gone_node)
         assert done.returncode == 0, done.stderr
         assert "requeued 3" in done.stdout
-        taker = Worker(env, queues="validation", logdir=tmp_path, include="tests.support_tasks")
+        taker = Worker(env, queues="validation", logdir=tmp_path, include="tests.support.tasks")
         with started(taker):
             for task_id in gone_ids:
                 assert app.AsyncResult(task_id).get(timeout=TIMEOUT)["status"] == "success"
@@ -386,7 +384,7 @@ def test_redis_restart_keeps_queued_and_held_tasks_with_the_shipped_acl(
         strays = [k for k in own.client(1).scan_iter() if k.decode().split(SEP)[0] in queues]
         assert not strays
         worker = Worker(
-            env, logdir=tmp_path, include="tests.support_tasks", pool="threads", concurrency=8,
+            env, logdir=tmp_path, include="tests.support.tasks", pool="threads", concurrency=8,
             name=node,
         )  # fmt: skip
         with started(worker):
@@ -446,7 +444,7 @@ def test_crawl_work_is_served_before_maintenance(
             env,
             queues="maintenance,default,validation,crawl",
             logdir=tmp_path,
-            include="tests.support_tasks",
+            include="tests.support.tasks",
             concurrency=1,
         )
         total = 4 * per_queue + 1

@@ -16,8 +16,8 @@ from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.base import ENVELOPE_SCHEMA, backoff_delay, classify, unwrap
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.celery_core.tasks import health_check
-from tests import images
-from tests.http_fixtures import LoopbackHTTPServer, Route
+from tests.support import images
+from tests.support.http_fixtures import LoopbackHTTPServer, Route
 
 
 @pytest.mark.parametrize(("base", "maximum"), [(2.0, 600.0), (0.2, 2.0), (1.0, 1.0)])

@@ -1,4 +1,4 @@
-"""Test-only tasks, loaded into test workers with ``-I tests.support_tasks``.
+"""Test-only tasks, loaded into test workers with ``-I tests.support.tasks``.
 
 Their names follow the routing globs, so each lands on the queue a real task of that
 family would: ``builder.tasks.*`` on crawl, ``validator.tasks.*`` on validation,

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.harness import RedisServer, TlsFiles, Worker, client_app, running, settings_env
-
-pytestmark = pytest.mark.integration
+from tests.support.harness import RedisServer, TlsFiles, Worker, client_app, running, settings_env
 
 PASSWORD = "tls-test-password-5e6f"
 TIMEOUT = 60

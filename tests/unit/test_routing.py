@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-import tests.support_tasks
+import tests.support.tasks
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.queues import QUEUES
 
@@ -37,7 +37,7 @@ def seed_queue(name: str) -> str:
 def app() -> Celery:
     app = get_celery_app()
     app.loader.import_default_modules()
-    assert tests.support_tasks.RECORD_TASKS  # registered on the same app
+    assert tests.support.tasks.RECORD_TASKS  # registered on the same app
     return app
 
 

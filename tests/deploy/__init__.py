@@ -1,0 +1,1 @@
+"""Deploy tests: playbooks converged on this machine, Molecule hosts, the Vagrant lab."""

@@ -1,0 +1,1 @@
+"""Integration tests: a real redis-server and real Celery workers (marker ``integration``)."""
