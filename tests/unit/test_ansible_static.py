@@ -257,6 +257,27 @@ def test_unknown_queue_fails_before_changes(tmp_path: Path) -> None:
 
 
 @needs_local_deploy_tools
+def test_queue_without_consumer_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory(
+        "dev", "      pixcrawler_workers_queues: [crawl, validation, default]"
+    ).replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, "dev", inventory)
+    assert "no worker host consumes maintenance" in output
+    # Said on purpose, the same inventory gets past that check (and fails on a later one).
+    output = preflight(
+        tmp_path,
+        "dev",
+        inventory,
+        "-e",
+        '{"pixcrawler_preflight_unconsumed_queues": ["maintenance"]}',
+        "-e",
+        "pixcrawler_redis_maxmemory_policy=allkeys-lru",
+    )
+    assert "no worker host consumes" not in output
+    assert "pixcrawler_redis_maxmemory_policy" in output
+
+
+@needs_local_deploy_tools
 def test_two_beat_hosts_fail_before_changes(tmp_path: Path) -> None:
     inventory = local_inventory("dev", beat_hosts="localhost:\n    other.invalid:")
     output = preflight(tmp_path, "dev", inventory, "--limit", "localhost")
