@@ -353,7 +353,10 @@ class CelerySettings(BaseSettings):
         10.0, gt=0, description="Seconds to connect to the object store"
     )
     storage_s3_read_timeout: SocketSeconds = Field(
-        30.0, gt=0, description="Seconds an object store request may wait for data"
+        30.0, gt=0, description="Seconds an object store request may wait for more data"
+    )
+    storage_s3_request_timeout: SocketSeconds = Field(
+        120.0, gt=0, description="Wall-clock limit for one object store request, body included"
     )
     storage_s3_max_attempts: int = Field(
         3, ge=1, le=10, description="Attempts per S3 request on throttling, 5xx, network errors"
