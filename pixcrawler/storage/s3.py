@@ -35,12 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import (
-    BaseError,
-    NotFoundError,
-    PermissionDeniedError,
-    UnauthenticatedError,
-)
+from obstore.exceptions import BaseError, NotFoundError, UnauthenticatedError
 from obstore.store import S3Store as ObstoreS3
 
 from pixcrawler.celery_core.config import env_name
@@ -261,7 +256,8 @@ class S3Store(ImageStore):
         """The object's size, or None if there is none."""
         try:
             return int(obstore.head(self._s3, key)["size"])
-        except _MISSING:
+        except _MISSING as exc:
+            self._unless_bucket_missing(exc, "read", key)
             return None
         except _FAILED as exc:
             raise self._translate(exc, "read", key) from None
@@ -292,7 +288,8 @@ class S3Store(ImageStore):
                 data += chunk
                 if len(data) > limit:
                     raise ObjectTooLarge(len(data), limit)
-        except _MISSING:
+        except _MISSING as exc:
+            self._unless_bucket_missing(exc, "read", key)
             raise ObjectMissing(ref) from None
         except _FAILED as exc:
             raise self._translate(exc, "read", key) from None
@@ -343,16 +340,27 @@ class S3Store(ImageStore):
 
     # --- errors ------------------------------------------------------------------------------
 
+    def _unless_bucket_missing(self, exc: Exception, operation: str, key: str) -> None:
+        """A 404 is an absent object, unless its body says the bucket itself is absent."""
+        if _code_and_status(exc)[0] == "NoSuchBucket":
+            raise self._translate(exc, operation, key) from None
+
     def _explain_forbidden(self, operation: str, key: str) -> TaskError:
-        """A HEAD's 403 has no body to say why; a LIST answers with the S3 error code."""
+        """Why a request was refused, asked of a LIST, whose error body names the reason.
+
+        A HEAD's 403 has no body at all, and some servers (SeaweedFS) answer a write into
+        a bucket that does not exist with AccessDenied; a LIST of the prefix says
+        SignatureDoesNotMatch, NoSuchBucket, RequestTimeTooSkewed... or succeeds, and then
+        the refusal really is a permission.
+        """
         try:
             next(iter(obstore.list(self._s3, self.options.location.prefix or None, chunk_size=1)))
         except StopIteration:
             pass
         except _FAILED as exc:
             code, _status = _code_and_status(exc)
-            if code:
-                return self._translate(exc, operation, key)
+            if code and code != "AccessDenied":
+                return self._translate(exc, operation, key, diagnose=False)
         return self._denied(operation, "AccessDenied")
 
     def _denied(self, operation: str, code: str) -> TaskError:
@@ -364,7 +372,9 @@ class S3Store(ImageStore):
             f"({code})",
         )
 
-    def _translate(self, exc: Exception, operation: str, key: str) -> TaskError:
+    def _translate(
+        self, exc: Exception, operation: str, key: str, *, diagnose: bool = True
+    ) -> TaskError:
         """The task error for a failed request; messages name settings, never secrets."""
         code, status = _code_and_status(exc)
         endpoint = self.options.endpoint
@@ -392,10 +402,10 @@ class S3Store(ImageStore):
                 "this host's clock and the object store's differ by more than S3 allows "
                 "(15 minutes); synchronise the clocks with NTP (RequestTimeTooSkewed)",
             )
-        if code == "AccessDenied":
-            return self._denied(operation, code)
-        if code is None and status == 403 and isinstance(exc, PermissionDeniedError):
+        if diagnose and (code == "AccessDenied" or (code is None and status == 403)):
             return self._explain_forbidden(operation, key)
+        if code == "AccessDenied" or status == 403:
+            return self._denied(operation, code or "HTTP 403")
         if isinstance(exc, UnauthenticatedError):
             return TaskError(
                 "storage_credentials",
