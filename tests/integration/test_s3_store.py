@@ -29,6 +29,7 @@ from tests.support import images
 from tests.support.harness import RedisServer, Worker, client_app, free_port, running, settings_env
 from tests.support.http_fixtures import LoopbackHTTPServer, Route
 from tests.support.seaweed import FaultProxy, SeaweedServer
+from tests.support.verify_cli import checks_of, explain, run_script, write_env_file
 
 TIMEOUT = 60
 CRAWL = "builder.tasks.crawl_task"
@@ -470,3 +471,78 @@ def test_cleanup_deletes_objects_past_the_retention(
     assert admin.exists(young)
     # Only this store's prefix was swept; ".../s3test-x" is not under ".../s3test-x-cleanup".
     assert admin_store(seaweed_server).exists(beside)
+
+
+# --- the verification script -------------------------------------------------------------------
+
+
+def test_verification_passes_on_two_hosts_sharing_only_the_bucket(
+    crawl_worker: Worker,
+    validation_worker: Worker,
+    tmp_path: Path,
+    own_redis: RedisServer,
+    seaweed_server: SeaweedServer,
+) -> None:
+    """The operator's host has a third local directory: only the bucket is common."""
+    env = host_env(own_redis, seaweed_server, tmp_path / "operator-host")
+    env_file = write_env_file(tmp_path / "pixcrawler.env", env)
+    before = {e.name for e in admin_store(seaweed_server).entries()}
+
+    first = run_script("--env-file", str(env_file), "--queues", "crawl,validation", "--json")
+    second = run_script("--env-file", str(env_file), "--queues", "crawl,validation", "--json")
+
+    for proc in (first, second):
+        assert proc.returncode == 0, explain(proc)
+        checks = checks_of(proc)
+        assert {c["status"] for c in checks.values()} == {"PASS"}, explain(proc)
+        assert checks["storage"]["detail"].startswith(
+            f"s3://images/{PREFIX}: wrote, read and deleted a probe object"
+        )
+        # A new image each run, validated as new (not a duplicate of the earlier run).
+        chain_detail = checks["crawl_validate_chain"]["detail"]
+        assert f"crawled to s3://images/{PREFIX}/" in chain_detail
+        assert "duplicate" not in chain_detail
+        assert seaweed_server.app.secret_key not in proc.stdout + proc.stderr
+    assert (
+        checks_of(first)["crawl_validate_chain"]["detail"].split()[3]
+        != (checks_of(second)["crawl_validate_chain"]["detail"].split()[3])
+    )
+    # Probe objects and chain images are deleted; nothing of the runs is left.
+    assert {e.name for e in admin_store(seaweed_server).entries()} == before
+    assert files_under(tmp_path / "operator-host") == []
+
+
+@pytest.mark.parametrize(
+    ("storage", "reason"),
+    [
+        (
+            {"storage_s3_secret_access_key": "wrong-" + secrets.token_hex(16)},
+            "PIXCRAWLER_CELERY_STORAGE_S3_SECRET_ACCESS_KEY is wrong (SignatureDoesNotMatch)",
+        ),
+        ({"bucket": "absent"}, "bucket 'absent' does not exist"),
+        (
+            {"storage_s3_endpoint_url": "http://127.0.0.1:9"},
+            "cannot reach the object store at http://127.0.0.1:9",
+        ),
+    ],
+    ids=["wrong-secret", "missing-bucket", "unreachable"],
+)
+def test_verification_storage_check_fails_naming_the_setting(
+    tmp_path: Path,
+    own_redis: RedisServer,
+    seaweed_server: SeaweedServer,
+    storage: dict[str, Any],
+    reason: str,
+) -> None:
+    env = host_env(own_redis, seaweed_server, tmp_path / "operator-host", **storage)
+    env_file = write_env_file(tmp_path / "pixcrawler.env", env)
+
+    proc = run_script("--env-file", str(env_file), "--queues", "default", "--json")
+
+    assert proc.returncode == 1, explain(proc)
+    check = checks_of(proc)["storage"]
+    assert check["status"] == "FAIL"
+    assert reason in check["detail"], check["detail"]
+    for secret in (seaweed_server.app.secret_key, storage.get("storage_s3_secret_access_key")):
+        if secret:
+            assert secret not in proc.stdout + proc.stderr
