@@ -350,7 +350,12 @@ def cmd_chains(args: argparse.Namespace) -> int:
             outcomes[path] = {"state": result.state, "error": type(exc).__name__}
             continue
         crawl = result.parent
-        crawl_value = crawl.result if crawl is not None else None
+        # Celery sends a chain's next task before it stores the current one's result.
+        crawl_value = (
+            crawl.get(timeout=max(1.0, deadline - time.monotonic()), propagate=False)
+            if crawl is not None
+            else None
+        )
         data = value.get("data") if isinstance(value, dict) else None
         first = (data.get("outcomes") or [{}])[0] if isinstance(data, dict) else {}
         outcomes[path] = {
