@@ -38,6 +38,8 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    validation from `validation`, and each found the image
   grpc-refuses --host H --port P   a gRPC port demands a client certificate: plain HTTP/2
                                    gets no HTTP/2 answer, TLS without a certificate fails
+  listeners --pid PID              the TCP addresses process PID listens on (run as its
+                                   user: /proc/PID/fd is readable by its owner; stdlib only)
 """
 
 from __future__ import annotations
@@ -417,6 +419,36 @@ def cmd_grpc_refuses(args: argparse.Namespace) -> int:
     return _emit(doc, not doc["plaintext_answered"] and not accepted)
 
 
+def _proc_address(hex_address: str) -> str:
+    """/proc/net/tcp{,6}'s local address (host-order hex words) as address:port."""
+    address, port = hex_address.split(":")
+    raw = bytes.fromhex(address)
+    if len(raw) == 4:
+        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        host = socket.inet_ntop(socket.AF_INET6, words)
+    return f"{host}:{int(port, 16)}"
+
+
+def cmd_listeners(args: argparse.Namespace) -> int:
+    inodes = set()
+    for fd in Path(f"/proc/{args.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{args.pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                listening.add(_proc_address(fields[1]))
+    return _emit({"pid": args.pid, "listening": sorted(listening)}, bool(listening))
+
+
 def cmd_slowhttp(args: argparse.Namespace) -> int:
     body = _png()
     marker = Path(args.marker)
@@ -493,6 +525,8 @@ def main() -> int:
     ch.add_argument("--serve-address", required=True)
     ch.add_argument("--count", type=int, default=20)
     ch.add_argument("--timeout", type=float, default=180)
+    ls = sub.add_parser("listeners")
+    ls.add_argument("--pid", type=int, required=True)
     g = sub.add_parser("grpc-refuses")
     g.add_argument("--host", required=True)
     g.add_argument("--port", type=int, required=True)
@@ -513,6 +547,7 @@ def main() -> int:
         "dupes": cmd_dupes,
         "chains": cmd_chains,
         "grpc-refuses": cmd_grpc_refuses,
+        "listeners": cmd_listeners,
     }[args.cmd]
     return handler(args)
 
