@@ -196,8 +196,18 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
         want(OBJECTSTORE, "User=", store["User"], [FIXED["objectstore_user"]])
         want(OBJECTSTORE, "Group=", store["Group"], [FIXED["objectstore_group"]])
         want(OBJECTSTORE, "ExecStart= program", argv[0], WEED)
-        want(OBJECTSTORE, "-config_dir", argv[1], "-config_dir=" + FIXED["objectstore_config_dir"])
-        want(OBJECTSTORE, "-options", argv[3:], ["-options=" + FIXED["objectstore_options_file"]])
+        # weed's global flags, the command, its one flag (the rest is in the options file)
+        want(
+            OBJECTSTORE,
+            "ExecStart= arguments",
+            argv[1:],
+            [
+                "-logtostderr",
+                "-config_dir=" + FIXED["objectstore_config_dir"],
+                "server",
+                "-options=" + FIXED["objectstore_options_file"],
+            ],
+        )
         data = [FIXED["objectstore_data_dir"]]
         want(OBJECTSTORE, "WorkingDirectory=", store["WorkingDirectory"], data)
         want(OBJECTSTORE, "ReadWritePaths=", store["ReadWritePaths"], data)
@@ -450,7 +460,8 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     etc.mkdir(parents=True)
     for unit in UNIT_DIR.iterdir():
         shutil.copy(unit, etc / unit.name)
-    for program in (CELERY, WEED):
+    # The programs the units run: celery, weed, and kill (the store's ExecReload=).
+    for program in (CELERY, WEED, "/bin/kill"):
         stub = root / program.lstrip("/")
         stub.parent.mkdir(parents=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
