@@ -85,8 +85,8 @@ def cleanup_storage(self: BaseTask) -> dict[str, int]:
     """Delete images older than STORAGE_RETENTION_DAYS and stale partial writes.
 
     The same on every store (storage/sweep.py): files by modification time, S3 objects
-    by LastModified, and unfinished writes (temporary files, incomplete multipart
-    uploads) after an hour.
+    by LastModified (deleted in batches), and a killed download's temporary file after
+    an hour.
     """
     settings = self.settings
     counts = sweep(get_store(settings), time.time(), settings.storage_retention_seconds)

@@ -66,9 +66,9 @@ class StoreEntry:
     #: What :meth:`ImageStore.remove` needs to delete it.
     handle: str
     size: int
-    #: Seconds since the epoch of the last write (the start, for an unfinished upload).
+    #: Seconds since the epoch of the last write.
     mtime: float
-    #: A partial write (temporary file, incomplete multipart upload), not an image.
+    #: A partial write (a local store's temporary file), not an image.
     temporary: bool
 
 

@@ -1,8 +1,9 @@
 """Deleting what is past its time, for ``celery_core.cleanup_storage`` on any store.
 
-Images go after the retention; leftovers of unfinished writes (a temporary file, an
-incomplete multipart upload) after :data:`STALE_TEMP_SECONDS`, long enough that no
-write still in progress is cut short, since no download or upload runs for an hour.
+Images go after the retention; leftovers of unfinished writes (the local store's
+temporary files of a killed worker) after :data:`STALE_TEMP_SECONDS`, long enough that
+no write still in progress is cut short, since no download runs for an hour. An S3
+store has no partial objects to list (see storage/s3.py on incomplete multipart uploads).
 """
 
 from __future__ import annotations

@@ -26,9 +26,17 @@ from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.storage import image_key, open_store
 from pixcrawler.storage.s3 import S3Store
 from tests.support import images
-from tests.support.harness import RedisServer, Worker, client_app, free_port, running, settings_env
+from tests.support.harness import (
+    RedisServer,
+    TlsFiles,
+    Worker,
+    client_app,
+    free_port,
+    running,
+    settings_env,
+)
 from tests.support.http_fixtures import LoopbackHTTPServer, Route
-from tests.support.seaweed import FaultProxy, SeaweedServer
+from tests.support.seaweed import FaultProxy, SeaweedServer, seaweed
 from tests.support.verify_cli import checks_of, explain, run_script, write_env_file
 
 TIMEOUT = 60
@@ -546,3 +554,34 @@ def test_verification_storage_check_fails_naming_the_setting(
     for secret in (seaweed_server.app.secret_key, storage.get("storage_s3_secret_access_key")):
         if secret:
             assert secret not in proc.stdout + proc.stderr
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+
+def test_an_https_endpoint_is_trusted_through_the_ca_bundle(tmp_path: Path) -> None:
+    """A private CA: refused by default (a permanent error naming the setting), then
+    trusted once STORAGE_S3_CA_BUNDLE names it."""
+    tls = TlsFiles(tmp_path / "tls")
+    with seaweed(tmp_path / "weed", tls=tls) as server:
+        https = server.env(prefix="tls", storage_s3_endpoint_url=server.https_endpoint)
+        body = images.png("over-tls")
+
+        untrusted = open_store(load_settings(https)).writer()
+        untrusted.write(body)
+        with pytest.raises(TaskError) as info:
+            untrusted.commit("png")
+        assert info.value.code == "storage_tls"
+        assert not info.value.retryable
+        assert info.value.message == (
+            f"the certificate of {server.https_endpoint} is not trusted; set "
+            "PIXCRAWLER_CELERY_STORAGE_S3_CA_BUNDLE to the CA that signed it"
+        )
+
+        trusted = open_store(
+            load_settings({**https, "PIXCRAWLER_CELERY_STORAGE_S3_CA_BUNDLE": str(tls.ca)})
+        )
+        with trusted.writer() as writer:
+            writer.write(body)
+            stored = writer.commit("png")
+        assert trusted.read(stored.ref, len(body)) == body

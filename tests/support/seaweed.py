@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.harness import free_port, wait_for
+from tests.support.harness import TlsFiles, free_port, wait_for
 
 WEED = Path(sys.executable).parent / "weed"
 
@@ -60,8 +60,10 @@ class SeaweedServer:
         app_buckets: tuple[str, ...] = ("images",),
         absent_buckets: tuple[str, ...] = (),
         other_bucket: str = "other",
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = workdir
+        self.tls = tls
         workdir.mkdir(parents=True, exist_ok=True)
         self.admin = _identity("admin")
         self.app = _identity("app")
@@ -75,6 +77,7 @@ class SeaweedServer:
         }
         self.ports["s3"] = free_port()
         self.ports["s3_grpc"] = free_port()
+        self.ports["s3_https"] = free_port()
         self.log = workdir / "weed.log"
         self.config = workdir / "s3.json"
         self.config.write_text(json.dumps(self._identities(), indent=2))
@@ -99,6 +102,11 @@ class SeaweedServer:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def https_endpoint(self) -> str:
+        """S3 over TLS (with *tls*), its certificate issued for 127.0.0.1 by the test CA."""
+        return f"https://127.0.0.1:{self.ports['s3_https']}"
 
     @property
     def filer(self) -> str:
@@ -137,6 +145,16 @@ class SeaweedServer:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={self.config}",
+            *self._tls_flags(),
+        ]
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            f"-s3.port.https={self.ports['s3_https']}",
+            f"-s3.cert.file={self.tls.cert}",
+            f"-s3.key.file={self.tls.key}",
         ]
 
     def start(self) -> SeaweedServer:
