@@ -11,11 +11,11 @@ same image from a retry or from another host is stored once); otherwise one PUT,
 multipart upload above :data:`MULTIPART_THRESHOLD`. S3 makes an object visible only when
 its PUT or its multipart upload completes, so a killed worker leaves no half object;
 a failed multipart upload is aborted by the client library, and one whose worker was
-killed is invisible and left to the bucket's ``AbortIncompleteMultipartUpload``
-lifecycle rule (the client library cannot list them; see README).
+killed stays invisible until the bucket's own housekeeping removes it (the client
+library cannot list them; README "Image storage").
 
-The client is obstore (Rust, ``object_store``): measured against boto3 and minio it
-adds the least import time and memory to every worker process (docs/BENCHMARKS.md).
+The client is obstore (Rust, ``object_store``), chosen by measurement (README "Image
+storage"); it is not fork-safe, which storage/factory.py takes care of.
 
 Errors are translated into the task errors BaseTask understands: unreachable, timeouts,
 throttling and 5xx are :class:`TransientError` (the task retries); credentials, a
