@@ -1,10 +1,11 @@
 """The store a process uses, built from the settings once per process.
 
-Once, because an S3 client holds a connection pool and its construction costs
-milliseconds; per process, because a client's sockets must not be shared across
-``fork()``: a prefork pool child that inherited its parent's store would talk over the
-parent's connections. The threads pool shares one store between threads, so building
-it is locked (the S3 store's client is safe to share once built).
+Once, because an S3 client holds a connection pool; per process, because the S3 client
+(obstore) is not fork-safe: a child whose parent had done any I/O with it hangs, even
+with a new client of its own. Stores are therefore built lazily, keyed by PID, and
+only where tasks run: the prefork pool's parent never runs a task, so it never builds
+one, and each child builds its own. The threads pool shares one store between threads,
+so building it is locked (the S3 client is safe to share once built).
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ same image from a retry or from another host is stored once); otherwise one PUT,
 multipart upload above :data:`MULTIPART_THRESHOLD`. S3 makes an object visible only when
 its PUT or its multipart upload completes, so a killed worker leaves no half object;
 a failed multipart upload is aborted by the client library, and one whose worker was
-killed is invisible and left to the bucket's ``AbortIncompleteMultipartUpload``
-lifecycle rule (the client library cannot list them; see README).
+killed stays invisible until the bucket's own housekeeping removes it (the client
+library cannot list them; README "Image storage").
 
-The client is obstore (Rust, ``object_store``): measured against boto3 and minio it
-adds the least import time and memory to every worker process (docs/BENCHMARKS.md).
+The client is obstore (Rust, ``object_store``), chosen by measurement (README "Image
+storage"); it is not fork-safe, which storage/factory.py takes care of.
 
 Errors are translated into the task errors BaseTask understands: unreachable, timeouts,
 throttling and 5xx are :class:`TransientError` (the task retries); credentials, a
@@ -40,6 +40,7 @@ from obstore.store import S3Store as ObstoreS3
 
 from pixcrawler.celery_core.config import env_name
 from pixcrawler.celery_core.errors import TaskError, TransientError
+from pixcrawler.celery_core.redact import redact_url
 from pixcrawler.storage.base import (
     TEMP_PREFIX,
     ImageStore,
@@ -222,25 +223,26 @@ class S3Store(ImageStore):
     def _key(self, ref: str) -> str:
         """The object key *ref* names, if it is an image name inside this store."""
         where = self.options.location
+        shown = redact_url(ref)  # a reference from the broker may carry anything
         if ref.startswith("s3://"):
             parts = urlsplit(ref)
             if parts.query or parts.fragment or "?" in ref or "#" in ref:
-                raise OutsideStore(f"{ref} is not an object reference of the image store")
+                raise OutsideStore(f"{shown} is not an object reference of the image store")
             if parts.netloc != where.bucket:
-                raise OutsideStore(f"{ref} is not in the image store {where.url}")
+                raise OutsideStore(f"{shown} is not in the image store {where.url}")
             key = parts.path[1:]
         elif "://" in ref or ref.startswith("/"):
-            raise OutsideStore(f"{ref} is not in the image store {where.url}")
+            raise OutsideStore(f"{shown} is not in the image store {where.url}")
         else:
             key = where.key(ref)
         name = key
         if where.prefix:
             if not key.startswith(where.prefix + "/"):
-                raise OutsideStore(f"{ref} is outside the image store {where.url}")
+                raise OutsideStore(f"{shown} is outside the image store {where.url}")
             name = key[len(where.prefix) + 1 :]
         if not is_image_key(name):
             raise OutsideStore(
-                f"{ref} is not an image of the store {where.url} (ab/<sha256>.<ext>)"
+                f"{shown} is not an image of the store {where.url} (ab/<sha256>.<ext>)"
             )
         return key
 

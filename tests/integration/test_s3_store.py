@@ -352,7 +352,9 @@ def test_configuration_errors_name_the_setting_and_never_the_secret(
             assert secret not in shown
 
 
-def test_an_unreachable_endpoint_is_retried_then_named(crawl_once: Any) -> None:
+def test_an_unreachable_endpoint_is_retried_then_named(
+    crawl_once: Any, seaweed_server: SeaweedServer
+) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
     result, worker = crawl_once(storage_s3_endpoint_url=endpoint)
@@ -363,6 +365,7 @@ def test_an_unreachable_endpoint_is_retried_then_named(crawl_once: Any) -> None:
         f"cannot reach the object store at {endpoint} (PIXCRAWLER_CELERY_STORAGE_S3_ENDPOINT_URL)"
     )
     assert worker.log().count("event=task_retrying") == 3  # TASK_MAX_RETRIES
+    assert seaweed_server.app.secret_key not in repr(error) + worker.log()
 
 
 def test_a_transient_failure_is_retried_and_then_stores(

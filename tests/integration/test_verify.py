@@ -8,6 +8,7 @@ gets an env file, as on a host; nothing secret is on its command line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -369,3 +370,23 @@ def test_bad_env_file_exits_2_naming_the_variable(env: dict[str, str], tmp_path:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
     assert "PIXCRAWLER_ENV_FILE" in missing.stderr
+
+
+def test_storage_check_skips_a_local_store_of_another_user(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Root's probe would leave a shard directory the service user cannot write into."""
+    owned = tmp_path / "images"
+    owned.mkdir()
+    os.chown(owned, 4321, 4321)  # the tests run as root (scripts/test), as Ansible does
+    config = write_env_file(tmp_path / "e.env", env, storage_dir=str(owned))
+
+    lenient = run_script("--env-file", str(config), "--queues", "default", "--json")
+    strict = run_script("--env-file", str(config), "--queues", "default", "--json", "--strict")
+
+    storage = checks_of(lenient)["storage"]
+    assert storage["status"] == "SKIP", explain(lenient)
+    assert storage["detail"].startswith(f"not run as the service user: {owned} belongs to uid 4321")
+    assert list(owned.iterdir()) == []  # nothing written
+    assert checks_of(strict)["storage"]["status"] == "SKIP"
+    assert strict.returncode == 1  # --strict counts the SKIP

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,7 @@ class SeaweedServer:
         data.mkdir(exist_ok=True)
         return [
             str(WEED),
+            "-logtostderr",  # else glog files pile up in /tmp
             "server",
             f"-dir={data}",
             "-ip=127.0.0.1",
@@ -169,9 +171,44 @@ class SeaweedServer:
             start_new_session=True,
         )
         wait_for(self._answers, 60, f"SeaweedFS S3 on {self.endpoint} (log: {self.log})", 0.1)
-        for bucket in {*self.app_buckets, self.other_bucket} - set(self.absent_buckets):
+        buckets = sorted({*self.app_buckets, self.other_bucket} - set(self.absent_buckets))
+        for bucket in buckets:
             self.shell(f"s3.bucket.create -name {bucket}")
+        # S3 answers before the volume server has registered: the first writes can fail
+        # with 500 for a few seconds. Ready means an authenticated PUT went through.
+        for bucket in buckets:
+            wait_for(lambda b=bucket: self._writable(b), 60, f"a PUT into {bucket}", 0.2)
         return self
+
+    def _writable(self, bucket: str) -> bool:
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(
+            bucket,
+            config={
+                "endpoint": self.endpoint,
+                "access_key_id": self.admin.access_key,
+                "secret_access_key": self.admin.secret_key,
+                "region": "us-east-1",
+            },
+            client_options={"allow_http": True},
+            retry_config={
+                "max_retries": 0,
+                "backoff": {
+                    "init_backoff": timedelta(milliseconds=100),
+                    "max_backoff": timedelta(seconds=1),
+                    "base": 2,
+                },
+                "retry_timeout": timedelta(seconds=5),
+            },
+        )
+        try:
+            obstore.put(store, ".ready", b"ready")
+            obstore.delete(store, ".ready")
+        except (obstore.exceptions.BaseError, OSError):
+            return False
+        return True
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -188,7 +225,8 @@ class SeaweedServer:
     def shell(self, command: str) -> str:
         """Run one ``weed shell`` command against this server (as its administrator)."""
         out = subprocess.run(
-            [str(WEED), "shell", f"-master={self._master_address()}"],
+            # weed shell writes glog files whatever -logtostderr says: keep them here.
+            [str(WEED), f"-logdir={self.workdir}", "shell", f"-master={self._master_address()}"],
             input=command + "\n",
             capture_output=True,
             text=True,
@@ -232,13 +270,20 @@ class SeaweedServer:
         return {f"PIXCRAWLER_CELERY_{k}": v for k, v in values.items()}
 
     def stop(self) -> None:
-        """SIGKILL: the tests keep nothing, and a graceful stop takes about 15 s."""
+        """SIGKILL: the tests keep nothing, and a graceful stop takes about 15 s.
+
+        weed names its gRPC sockets after the ports, always in /tmp; they are removed
+        here, since a killed weed leaves them.
+        """
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.proc = None
+        for port in self.ports.values():
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
     def cleanup(self) -> None:
         self.stop()

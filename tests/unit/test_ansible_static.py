@@ -360,7 +360,11 @@ def test_worker_hosts_sharing_a_host_name_fail_before_changes(tmp_path: Path) ->
             "workers:\n  hosts:\n    localhost:\n    twin:\n",
         )
     )
-    output = preflight(tmp_path, "dev", inventory)
+    # Both hosts keep images in the one directory of this machine: declared as shared, so
+    # the store check lets the run reach the host-name check.
+    output = preflight(
+        tmp_path, "dev", inventory, "-e", '{"pixcrawler_storage_shared_filesystem": true}'
+    )
     assert "worker hosts share a host name" in output
     assert "localhost is " in output
     assert "twin is " in output
