@@ -183,9 +183,12 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
     }
     if s.broker_scheme == "rediss":
         conf["broker_use_ssl"] = s.ssl_options()
+    # kombu's transports plus requeue on restart, deferred acks and client reuse
+    # (transport.py).
     if s.broker_scheme in ("redis", "rediss"):
-        # kombu's transport plus requeue on restart and client reuse (transport.py).
         conf["broker_transport"] = "pixcrawler.celery_core.transport:Transport"
+    elif s.broker_scheme == "sentinel":
+        conf["broker_transport"] = "pixcrawler.celery_core.transport:SentinelTransport"
     if s.backend_scheme == "rediss":
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf

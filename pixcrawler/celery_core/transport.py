@@ -281,3 +281,18 @@ def owners(channel: Channel) -> dict[str, int]:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """The same changes on kombu's Sentinel channel, which finds the master through the
+    Sentinels: the owner records and deferred acks live in the master's dataset, and
+    follow it through a failover like kombu's own ``unacked`` hash."""
+
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        *Channel.from_transport_options[len(_BaseChannel.from_transport_options) :],
+    )
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
