@@ -91,7 +91,7 @@ def test_a_killed_worker_behind_sentinel_gets_its_tasks_back_at_restart(
             wait_for(lambda: broker.hlen(UNACKED_OWNER_KEY) == 0, 10, "the acks")
         logs = first.log() + second.log()
     assert PASSWORD not in logs
-    labels = [bytes(raw).decode() for raw in results.lrange(key, 0, -1)]
+    labels = [r.decode() if isinstance(r, bytes) else r for r in results.lrange(key, 0, -1)]
     # Started by the killed worker, started again by its restart, finished once each.
     assert sum(label.startswith("start:") for label in labels) == 4, labels
     assert sum(label.startswith("done:") for label in labels) == 2, labels
