@@ -95,6 +95,8 @@ class BaseTask(Task):  # type: ignore[type-arg]
 
     #: Retries are decided here, never by ``autoretry_for``.
     autoretry_for = ()
+    #: ``celery inspect`` replies show the masked argument copies (amqp.py).
+    Request = "pixcrawler.celery_core.amqp:MaskedRequest"
     #: Per-task override of ``PIXCRAWLER_CELERY_TASK_MAX_RETRIES``; None = the setting.
     max_retries: int | None = None
 
