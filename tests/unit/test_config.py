@@ -333,7 +333,7 @@ def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
     assert off["broker_transport"] == "pixcrawler.celery_core.transport:Transport"
     assert off["broker_transport_options"]["pixcrawler_client_reuse"] is False
     assert off["broker_transport_options"]["pixcrawler_requeue_on_restart"] is False
-    # Sentinel keeps kombu's own sentinel transport.
+    # Sentinel: kombu's Sentinel channel with the same changes.
     sentinel = celery_config(
         load_settings(
             {
@@ -342,7 +342,8 @@ def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
             }
         )
     )
-    assert "broker_transport" not in sentinel
+    assert sentinel["broker_transport"] == "pixcrawler.celery_core.transport:SentinelTransport"
+    assert sentinel["broker_transport_options"]["pixcrawler_requeue_on_restart"] is True
 
 
 #: The README's "no default" cell (an en dash).
