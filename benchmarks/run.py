@@ -27,6 +27,7 @@ from benchmarks.crawl import run_crawl, slow_image_server
 from benchmarks.env import Bench
 from benchmarks.machine import load_average, machine_info
 from benchmarks.redis_ceiling import redis_benchmark
+from benchmarks.storage import run_store, store_cases
 from benchmarks.throughput import ThroughputResult, publish_only, run_throughput
 from benchmarks.validation import make_images, pillow_ceiling, run_validation
 
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller batches, one round")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    parser.add_argument(
+        "--storage-only",
+        action="store_true",
+        help="run only (e), local vs S3 store, and print its table (the report is kept)",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
     n_tasks, n_rtt = (600, 20) if args.quick else (1500, 50)
@@ -49,8 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     n_images = 150 if args.quick else 240
     # (a) is the headline and the noisiest; (c) and (d) move less from round to round.
     batch_rounds = rounds if args.quick or args.rounds else 2
+    n_store = 200 if args.quick else 400
 
     started = time.perf_counter()
+    if args.storage_only:
+        with Bench() as bench:
+            results = storage_rounds(bench, batch_rounds, n_store)
+        print("\n".join(report.storage_table(results)))
+        _say(f"(e) took {time.perf_counter() - started:.0f} s")
+        return 0
     with Bench() as bench:
         data = report.Report(machine=machine_info(bench), rounds=rounds, batch_rounds=batch_rounds)
 
@@ -103,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         data.validation = validation
         data.validation_ceiling = ceilings
 
+        data.storage = storage_rounds(bench, batch_rounds, n_store)
+
         _say("maintenance worker footprint")
         data.maintenance = run_batch(
             bench,
@@ -122,6 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.summary(data):
         print(line)
     return 0
+
+
+def storage_rounds(bench: Bench, rounds: int, n: int) -> list[BatchResult]:
+    """(e): the local and the S3 store, interleaved, on a server with no delay."""
+    results: list[BatchResult] = []
+    with store_cases(bench) as cases, slow_image_server(delay=0) as base:
+        first = 1_000_000  # image numbers no other section used
+        for r in range(rounds):
+            for case in cases:
+                _say(f"(e) round {r + 1}: {case.label}")
+                results.append(run_store(bench, case, base, first, n))
+                first += n + 100
+                _say(f"    {results[-1].rate:.0f} chains/s")
+    return results
 
 
 if __name__ == "__main__":

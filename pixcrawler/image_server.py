@@ -12,10 +12,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from secrets import token_hex
+from secrets import token_bytes, token_hex
 from typing import Any
 
 from pixcrawler.celery_core.config import CelerySettings, env_name
+
+#: Side of the square of random pixels that makes each test image new (JPEG's blocks
+#: are 8x8, so the noise survives its compression).
+NOISE_SIDE = 8
 
 
 class NoAcceptableFormat(LookupError):
@@ -23,10 +27,11 @@ class NoAcceptableFormat(LookupError):
 
 
 def probe_image(settings: CelerySettings) -> tuple[bytes, str]:
-    """A deterministic image the validator accepts under *settings*: (bytes, MIME type).
+    """A new image the validator accepts under *settings*: (bytes, MIME type).
 
-    Deterministic so that repeated runs store one file (the store is content-addressed)
-    rather than one per run.
+    New on every call (a corner of random pixels), so its SHA-256 has never been seen:
+    a chain that crawled an image already in the store, or already registered by the
+    validator, would prove nothing about this run's crawl, store and validation.
     """
     from PIL import Image
 
@@ -40,6 +45,8 @@ def probe_image(settings: CelerySettings) -> tuple[bytes, str]:
     fmt = "PNG" if "PNG" in allowed else allowed[0]
     image = Image.new("RGB", (side, side))
     image.putdata([((x * 4) % 256, (y * 4) % 256, 128) for y in range(side) for x in range(side)])
+    noise = Image.frombytes("RGB", (NOISE_SIDE, NOISE_SIDE), token_bytes(NOISE_SIDE**2 * 3))
+    image.paste(noise, (0, 0))
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue(), formats[fmt]

@@ -1,14 +1,16 @@
 """End-to-end verification of a deployment, run by an operator (or Ansible) on a host.
 
 It reads the same env file as the workers and exercises the real path a task takes:
-broker, result backend, live consumers per queue, a health check through each queue,
-and a crawl->validate chain on an image it serves itself. Every check is bounded by
+broker, result backend, the image store (a probe object written, read and deleted with
+the app's own identity), live consumers per queue, a health check through each queue,
+and a crawl->validate chain on a new image it serves itself. Every check is bounded by
 ``--timeout`` (socket timeouts, ``result.get(timeout=...)`` and a thread join as the last
-resort), so a hung Redis yields FAIL lines, not a hung shell.
+resort), so a hung Redis or object store yields FAIL lines, not a hung shell.
 
-It only ever touches its own messages: nothing is purged, no queue is drained, only its
-own task ids are awaited, forgotten, or (after a timeout) revoked. It leaves one image in
-the store: the test image is deterministic, so repeated runs store the same file.
+It only ever touches its own messages and objects: nothing is purged, no queue is
+drained, only its own task ids are awaited, forgotten, or (after a timeout) revoked. The
+chain's image is new on every run (an image already stored or already validated would
+prove nothing) and is deleted from the store once the chain has passed.
 
 Secrets never reach the output: URLs are shown redacted and every detail line is
 scrubbed of the passwords found in the settings before it is printed.
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import pwd
 import socket
 import sys
 import threading
@@ -33,6 +37,8 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from secrets import token_bytes
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pixcrawler.celery_core.base import ENVELOPE_SCHEMA
@@ -45,11 +51,14 @@ from pixcrawler.celery_core.config import (
     env_name,
     load_operator_settings,
 )
+from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import QUEUE_NAMES
 from pixcrawler.celery_core.redact import redact_url, strip_userinfo
 from pixcrawler.celery_core.scrub import scrub, secrets_of
 from pixcrawler.errortext import describe_error, describe_task_error
 from pixcrawler.image_server import NoAcceptableFormat, probe_image, serve_image
+from pixcrawler.storage import ImageStore, OutsideStore, open_store
+from pixcrawler.storage.location import FileLocation
 
 if TYPE_CHECKING:
     import redis
@@ -61,6 +70,8 @@ CRAWL_TASK = "builder.tasks.crawl_task"
 VALIDATE_TASK = "validator.tasks.validate_task"
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+#: Extension of the storage check's probe object (never an image extension).
+PROBE_EXTENSION = "probe"
 #: Celery polls for results once a second, so a wait can overrun its timeout by that much.
 RESULT_POLL = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -127,6 +138,48 @@ def active_consumers(app: Celery, timeout: float) -> dict[str, list[str]]:
     return consumers
 
 
+def store_refusal(root: Path) -> str | None:
+    """Why this user must not test writing into the local store at *root*, or None.
+
+    Only the service user's own writes prove anything, and anyone else's could harm:
+    root's probe would leave a shard directory root owns, in which the workers could
+    never write again.
+    """
+    existing = next((p for p in (root, *root.parents) if p.exists()), Path("/"))
+    owner = existing.stat().st_uid
+    if os.geteuid() == owner:
+        return None
+    return (
+        f"not run as the service user: {existing} belongs to {_user_name(owner)}; run as "
+        f"that user (runuser -u {_user_name(owner)} -- ...) to test writing to {root}"
+    )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def probe_store(store: ImageStore, root: Path | None) -> str:
+    """Write, read back and delete one object with the app's identity."""
+    if root is not None and root.exists() and not os.access(root, os.W_OK):
+        raise CheckFailed(f"{root} is not writable by {_user_name(os.geteuid())}")
+    body = b"pixcrawler verify probe " + token_bytes(16)
+    with store.writer() as writer:
+        writer.write(body)
+        stored = writer.commit(PROBE_EXTENSION)
+    try:
+        if store.read(stored.ref, len(body)) != body:
+            raise CheckFailed(f"{stored.ref} read back differs from what was written")
+    finally:
+        deleted = store.delete(stored.ref)
+    if not deleted or store.exists(stored.ref):
+        raise CheckFailed(f"{stored.ref} could not be deleted")
+    return f"{store.location}: wrote, read and deleted a probe object ({len(body)} bytes)"
+
+
 def local_names() -> set[str]:
     hostname = socket.gethostname()
     return {"localhost", hostname, hostname.split(".")[0], socket.getfqdn()}
@@ -175,6 +228,7 @@ class Verifier:
         self.deadline = started + options.timeout
         self.secrets = secrets_of(settings)
         self.checks: list[Check] = []
+        self._store: ImageStore | None = None
         # Short enough that a hung Redis leaves time for the remaining checks.
         self.io_timeout = min(settings.redis_socket_timeout, max(1.0, options.timeout / 4))
 
@@ -255,10 +309,29 @@ class Verifier:
         backend_ok = self.step(
             "result_backend", lambda: f"{backend_url}: {ping_backend(app)}", backend_url
         )
+        self.step("storage", self.check_storage)
         consumers = self.check_consumers(app, broker_ok)
         self.check_health(app, broker_ok, backend_ok, consumers)
         self.check_chain(app, broker_ok, backend_ok, consumers)
         return self.checks
+
+    def store(self) -> ImageStore:
+        """The store the workers use, as this host's settings name it (built once)."""
+        if self._store is None:
+            self._store = open_store(self.settings)
+        return self._store
+
+    def check_storage(self) -> str:
+        location = self.settings.storage_location
+        root = location.root if isinstance(location, FileLocation) else None
+        if root is not None:
+            refusal = store_refusal(root)
+            if refusal:
+                raise Skipped(refusal)
+        try:
+            return probe_store(self.store(), root)
+        except TaskError as exc:  # the store's own diagnosis names the setting
+            raise CheckFailed(f"{self.store().location}: {exc.message}") from None
 
     def check_consumers(self, app: Celery, broker_ok: bool) -> dict[str, list[str]] | None:
         queues = self.options.queues
@@ -448,7 +521,19 @@ class Verifier:
                 ) from None
             raise
         try:
-            return judge_chain(result, crawl, value, url)
+            detail = judge_chain(result, crawl, value, url)
+            ref = stored_ref(crawl)
+            try:
+                self.store().resolve(ref)
+            except OutsideStore:
+                raise CheckFailed(
+                    f"the crawl stored the image as {ref}, outside this host's store "
+                    f"{self.store().location}: the workers' {env_name('storage_url')} (or "
+                    f"{env_name('storage_dir')}) differs from this host's"
+                ) from None
+            with suppress(Exception):  # a fresh image per run: do not keep each one
+                self.store().delete(ref)
+            return detail
         finally:
             forget(mine)
 
@@ -461,6 +546,16 @@ def is_stored(result: AsyncResult[Any]) -> bool:
     """
     backend = cast("Any", result.backend)
     return backend.get(backend.get_key_for_task(result.id)) is not None
+
+
+def stored_ref(crawl: AsyncResult[Any] | None) -> str:
+    """Where the crawl says it stored the image (its result's first file)."""
+    envelope = crawl.result if crawl is not None else None
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not files or not isinstance(files[0], str):
+        raise CheckFailed(f"unexpected crawl result (not a {ENVELOPE_SCHEMA} envelope)")
+    return files[0]
 
 
 def judge_health(result: AsyncResult[Any], value: Any, queue: str) -> tuple[str, str]:
@@ -488,19 +583,28 @@ def judge_chain(
         stage = "crawl" if crawl_failed else "validation"
         reason = describe_task_error(value)
         if stage == "validation" and getattr(value, "code", None) == "missing_file":
-            reason += f" (crawl and validation workers must share {env_name('storage_dir')})"
+            reason += (
+                " (crawl and validation workers must use one store: the same "
+                f"{env_name('storage_url')}; s3:// when they share no directory)"
+            )
         raise CheckFailed(f"{stage} of {shown} failed: {reason}")
     data = value.get("data") if isinstance(value, dict) else None
     outcomes = data.get("outcomes") if isinstance(data, dict) else None
     if not outcomes:
         raise CheckFailed(f"unexpected validation result (not a {ENVELOPE_SCHEMA} envelope)")
     first = outcomes[0]
-    if first.get("status") not in ("valid", "duplicate"):
+    if first.get("status") == "duplicate":
+        # The image is new to this run, so "seen before" means validation did not judge
+        # what this crawl stored.
+        raise CheckFailed(
+            f"validation called the new test image a duplicate of task "
+            f"{first.get('duplicate_of')}: it did not validate what this crawl stored"
+        )
+    if first.get("status") != "valid":
         raise CheckFailed(f"validation rejected the image: {first.get('message')}")
-    seen = " (seen by an earlier run)" if first["status"] == "duplicate" else ""
     return (
         f"{shown} crawled to {first.get('path')} and validated: {first.get('format')} "
-        f"{first.get('width')}x{first.get('height')}{seen}"
+        f"{first.get('width')}x{first.get('height')}"
     )
 
 
@@ -647,8 +751,8 @@ def run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="test_celery_redis.py",
-        description="Verify a PixCrawler deployment: broker, result backend, consumers, "
-        "a task through every queue and a crawl->validate chain.",
+        description="Verify a PixCrawler deployment: broker, result backend, image store, "
+        "consumers, a task through every queue and a crawl->validate chain.",
     )
     add_arguments(parser)
     return parser

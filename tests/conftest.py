@@ -1,4 +1,5 @@
-"""Shared fixtures: one real redis-server per test session, and real workers on demand.
+"""Shared fixtures: one real redis-server per test session, real workers on demand, and
+one real SeaweedFS S3 server for the tests of the S3 image store.
 
 The test process itself is a Celery client, so its ``PIXCRAWLER_CELERY_*`` environment is
 set here, at import time, before any test module imports the app.
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.harness import RedisServer, Worker, settings_env
 from tests.support.http_fixtures import LoopbackHTTPServer, serving
+from tests.support.seaweed import SeaweedServer, seaweed
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="pixcrawler-tests-"))
 REDIS_PASSWORD = "test-" + secrets.token_hex(12)
@@ -70,8 +72,18 @@ def http_server() -> Iterator[LoopbackHTTPServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def seaweed_server() -> Iterator[SeaweedServer]:
+    """``weed server`` on loopback: bucket ``images`` (the app's), ``other`` (another
+    identity's), and ``absent``, which the app may use but which does not exist."""
+    with seaweed(
+        SESSION_DIR / "seaweed", app_buckets=("images", "absent"), absent_buckets=("absent",)
+    ) as server:
+        yield server
+
+
 #: Fixtures that start a real server or worker: a test that asks for one is an integration test.
-LIVE_FIXTURES = frozenset({"redis_server", "worker_env", "worker"})
+LIVE_FIXTURES = frozenset({"redis_server", "worker_env", "worker", "seaweed_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

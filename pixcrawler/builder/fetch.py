@@ -1,4 +1,4 @@
-"""Download one image safely: SSRF guard, size cap, timeouts, sniffed type, atomic write.
+"""Download one image safely: SSRF guard, size cap, timeouts, sniffed type, all-or-nothing store.
 
 The destination is resolved once, every address is checked, and the connection goes to
 the checked address (Host header and TLS SNI keep the name), so a DNS answer that
@@ -12,7 +12,6 @@ import socket
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
-from pathlib import Path
 from threading import Lock
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -21,7 +20,7 @@ import httpx
 from pixcrawler.celery_core.config import CelerySettings, Network
 from pixcrawler.celery_core.errors import TaskError, TransientError
 from pixcrawler.celery_core.redact import strip_userinfo
-from pixcrawler.storage import AtomicWriter, StoredFile
+from pixcrawler.storage import ImageStore, StoredObject
 
 CHUNK = 64 * 1024
 
@@ -41,7 +40,7 @@ SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
 @dataclass(frozen=True)
 class Download:
     url: str
-    stored: StoredFile
+    stored: StoredObject
     content_type: str
     status_code: int
 
@@ -146,8 +145,8 @@ def _pinned(url: str, settings: CelerySettings) -> tuple[str, str, str]:
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header, host
 
 
-def download(url: str, root: Path, settings: CelerySettings) -> Download:
-    """Fetch *url* into the store under *root*; raise TaskError/TransientError on failure."""
+def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
+    """Fetch *url* into *store*; raise TaskError/TransientError on failure."""
     if not isinstance(url, str) or not url:
         raise TaskError("invalid_url", "URL must be a non-empty string")
     client = _http_client(settings)
@@ -164,14 +163,18 @@ def download(url: str, root: Path, settings: CelerySettings) -> Download:
                 location = response.headers.get("location", "")
                 current = urljoin(current, location)
                 continue
-            return _store(response, strip_userinfo(url), root, settings, deadline)
+            return _store(response, strip_userinfo(url), store, settings, deadline)
         finally:
             response.close()
     raise TaskError("too_many_redirects", f"more than {settings.crawl_max_redirects} redirects")
 
 
 def _store(
-    response: httpx.Response, url: str, root: Path, settings: CelerySettings, deadline: float
+    response: httpx.Response,
+    url: str,
+    store: ImageStore,
+    settings: CelerySettings,
+    deadline: float,
 ) -> Download:
     status = response.status_code
     if status >= 500 or status == 429:
@@ -182,7 +185,7 @@ def _store(
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise TaskError("too_large", f"Content-Length {declared} exceeds {limit} bytes")
-    with AtomicWriter(root) as writer:
+    with store.writer() as writer:
         for chunk in response.iter_bytes(CHUNK):
             writer.write(chunk)
             if writer.size > limit:

@@ -10,6 +10,7 @@ from pixcrawler.celery_core.base import BaseTask, classify
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.celery_core.redact import strip_userinfo
+from pixcrawler.storage import get_store
 
 app = get_celery_app()
 
@@ -28,7 +29,7 @@ def _urls(payload: Any) -> list[str]:
 def crawl_one(url: str, settings: CelerySettings) -> dict[str, Any]:
     """Download one URL; the outcome says what happened, it never raises."""
     try:
-        result = download(url, settings.storage_dir, settings)
+        result = download(url, get_store(settings), settings)
     except Exception as exc:  # one URL's failure must not hide the others' outcomes
         error = classify(exc)
         return {
@@ -41,7 +42,7 @@ def crawl_one(url: str, settings: CelerySettings) -> dict[str, Any]:
     return {
         "url": result.url,
         "status": "ok",
-        "path": str(result.stored.path),
+        "path": result.stored.ref,
         "sha256": result.stored.sha256,
         "bytes": result.stored.size,
         "content_type": result.content_type,

@@ -52,6 +52,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from pixcrawler.celery_core.redact import redact_url
+from pixcrawler.storage.location import FileLocation, Location, S3Location, parse_storage_url
 
 ENV_PREFIX = "PIXCRAWLER_CELERY_"
 ENV_FILE_VARIABLE = "PIXCRAWLER_ENV_FILE"
@@ -173,6 +174,28 @@ def _pillow_formats(formats: list[str]) -> list[str]:
 
 SocketSeconds = Annotated[float, AfterValidator(_socket_seconds)]
 DateSeconds = Annotated[int, AfterValidator(_date_seconds)]
+
+
+def _check_endpoint(value: str) -> None:
+    """An http(s) URL of the object store itself; credentials go in their own settings."""
+    try:
+        parsed = urlsplit(value)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(
+            f"scheme {parsed.scheme or '(none)'!r} is not supported; use http:// or https://"
+        )
+    if not parsed.hostname:
+        raise ValueError("has no host")
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError(
+            f"must not carry credentials; set {env_name('storage_s3_access_key_id')} and "
+            f"{env_name('storage_s3_secret_access_key')}"
+        )
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise ValueError("must be scheme://host[:port] only; the bucket goes in STORAGE_URL")
 
 
 class _EnvironSource(EnvSettingsSource):
@@ -312,6 +335,41 @@ class CelerySettings(BaseSettings):
     storage_retention_days: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="Days a downloaded image is kept"
     )
+    storage_url: str = Field(
+        "",
+        description="Image store: file:///dir, s3://bucket or s3://bucket/prefix; "
+        "empty means file:// + STORAGE_DIR",
+    )
+    storage_s3_endpoint_url: str = Field(
+        "", description="S3 endpoint, e.g. http://10.0.0.5:8333; empty means AWS"
+    )
+    storage_s3_region: str = Field(
+        "us-east-1", min_length=1, description="Region the requests are signed for"
+    )
+    storage_s3_access_key_id: str | None = Field(
+        None, description="Access key of the app's S3 identity; required with s3://"
+    )
+    storage_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Secret key of the app's S3 identity; required with s3://"
+    )
+    storage_s3_ca_bundle: Path | None = Field(
+        None, description="CA bundle for an https:// endpoint (empty: the system's)"
+    )
+    storage_s3_addressing_style: Literal["path", "virtual"] = Field(
+        "path", description="path: endpoint/bucket/key; virtual: bucket.endpoint/key"
+    )
+    storage_s3_connect_timeout: SocketSeconds = Field(
+        10.0, gt=0, description="Seconds to connect to the object store"
+    )
+    storage_s3_read_timeout: SocketSeconds = Field(
+        30.0, gt=0, description="Seconds an object store request may wait for more data"
+    )
+    storage_s3_request_timeout: SocketSeconds = Field(
+        120.0, gt=0, description="Wall-clock limit for one object store request, body included"
+    )
+    storage_s3_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per S3 request on throttling, 5xx, network errors"
+    )
 
     # --- crawling ----------------------------------------------------------------------
     crawl_max_bytes: int = Field(
@@ -346,6 +404,20 @@ class CelerySettings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: SecretStr) -> SecretStr:
         return _check_redis_url(value)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if value:
+            parse_storage_url(value)
+        return value
+
+    @field_validator("storage_s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value:
+            _check_endpoint(value)
+        return value
 
     @field_validator("crawl_allowed_networks", mode="before")
     @classmethod
@@ -396,6 +468,13 @@ class CelerySettings(BaseSettings):
     def storage_retention_seconds(self) -> int:
         """The retention as the whole seconds Redis expiries and the cleanup use."""
         return retention_seconds(self.storage_retention_days)
+
+    @property
+    def storage_location(self) -> Location:
+        """Where images are stored: STORAGE_URL, else the directory STORAGE_DIR."""
+        if self.storage_url:
+            return parse_storage_url(self.storage_url)
+        return FileLocation(self.storage_dir)
 
     @property
     def broker_scheme(self) -> str:
@@ -497,6 +576,23 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
                     f"{env_name('redis_ssl_keyfile')}, or neither",
                 )
             )
+    problems += _storage_problems(s)
+    return problems
+
+
+def _storage_problems(s: CelerySettings) -> list[tuple[str, str]]:
+    """An s3:// store needs the app's credentials; a CA bundle must exist."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(s.storage_location, S3Location):
+        return problems
+    for field in ("storage_s3_access_key_id", "storage_s3_secret_access_key"):
+        if getattr(s, field) is None:
+            problems.append(
+                (env_name(field), f"is required with an s3:// {env_name('storage_url')}")
+            )
+    bundle = s.storage_s3_ca_bundle
+    if bundle is not None and not Path(bundle).is_file():
+        problems.append((env_name("storage_s3_ca_bundle"), "file does not exist"))
     return problems
 
 

@@ -114,6 +114,29 @@ def _build(app: Celery, settings: CelerySettings, attempt: Attempt) -> None:
         "expiring an image's duplicate record",
         lambda: _after_now(settings.storage_retention_seconds),
     )
+    _storage(settings, attempt)
+
+
+def _storage(settings: CelerySettings, attempt: Attempt) -> None:
+    """Build the image store as a worker does on its first task; nothing is connected.
+
+    For s3:// that configures the client (endpoint, region, addressing style, timeouts,
+    the CA bundle's certificates); reaching the bucket is the verification's job.
+    """
+    from pixcrawler.storage import open_store
+    from pixcrawler.storage.location import S3Location
+
+    if not isinstance(settings.storage_location, S3Location):
+        return
+    bundle = settings.storage_s3_ca_bundle
+    if bundle is not None:
+        from pixcrawler.storage.s3 import read_ca_bundle
+
+        if not attempt(
+            "storage_s3_ca_bundle", "reading the CA bundle", lambda: read_ca_bundle(bundle)
+        ):
+            return
+    attempt("storage_url", "building the S3 image store", lambda: open_store(settings).close())
 
 
 def _due(app: Celery, entry: dict[str, Any]) -> Callable[[], Any]:

@@ -30,8 +30,9 @@ def secrets_of(settings: CelerySettings) -> list[str]:
             candidates = [parsed.password or "", *parse_qs(parsed.query).get("password", [])]
             for value in candidates:
                 found.update({value, unquote(value)})
-    if settings.sentinel_password is not None:
-        found.add(settings.sentinel_password.get_secret_value())
+    for secret in (settings.sentinel_password, settings.storage_s3_secret_access_key):
+        if secret is not None:
+            found.add(secret.get_secret_value())
     return sorted((s for s in found if s), key=len, reverse=True)
 
 

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
@@ -19,13 +20,12 @@ from typing import Any
 from pixcrawler import __version__
 from pixcrawler.celery_core.app import get_celery_app, result_client
 from pixcrawler.celery_core.base import BaseTask
-from pixcrawler.storage import TEMP_PREFIX, iter_store
+from pixcrawler.storage import get_store
+from pixcrawler.storage.sweep import sweep
 
 app = get_celery_app()
 
 RESULT_KEY_PATTERN = "celery-task-meta-*"
-#: Temporary download files older than this are leftovers of a killed worker.
-STALE_TEMP_SECONDS = 3600
 
 
 @app.task(bind=True, base=BaseTask, name="celery_core.health_check")
@@ -82,21 +82,12 @@ def cleanup_expired_results(self: BaseTask, batch: int = 500) -> dict[str, int]:
 
 @app.task(bind=True, base=BaseTask, name="celery_core.cleanup_storage")
 def cleanup_storage(self: BaseTask) -> dict[str, int]:
-    """Delete images older than STORAGE_RETENTION_DAYS and stale partial downloads."""
+    """Delete images older than STORAGE_RETENTION_DAYS and stale partial writes.
+
+    The same on every store (storage/sweep.py): files by modification time, S3 objects
+    by LastModified (deleted in batches), and a killed download's temporary file after
+    an hour.
+    """
     settings = self.settings
-    now = time.time()
-    image_cutoff = now - settings.storage_retention_seconds
-    temp_cutoff = now - STALE_TEMP_SECONDS
-    scanned = removed = freed = 0
-    for entry in iter_store(settings.storage_dir):
-        scanned += 1
-        stat = entry.stat(follow_symlinks=False)
-        cutoff = temp_cutoff if entry.name.startswith(TEMP_PREFIX) else image_cutoff
-        if stat.st_mtime < cutoff:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue  # another cleanup got there first
-            removed += 1
-            freed += stat.st_size
-    return {"scanned": scanned, "removed": removed, "bytes_freed": freed}
+    counts = sweep(get_store(settings), time.time(), settings.storage_retention_seconds)
+    return asdict(counts)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pixcrawler.celery_core.app import get_celery_app, result_client
 from pixcrawler.celery_core.base import BaseTask, classify
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
-from pixcrawler.storage import resolve_in_store
+from pixcrawler.storage import ObjectMissing, ObjectTooLarge, OutsideStore, get_store
 from pixcrawler.validator.images import inspect_image
 
 app = get_celery_app()
@@ -18,12 +17,18 @@ SEEN_KEY = "pixcrawler:seen:{sha256}"
 
 
 def _paths(payload: Any) -> list[str]:
-    """Accept a crawl result (``{"files": [...]}``), one path, or a list of paths."""
+    """Accept a crawl result (``{"files": [...]}``), one reference, or a list of them.
+
+    A reference is what the crawl put in ``files``: a path in a local store, an
+    ``s3://`` URL in an S3 store.
+    """
     if isinstance(payload, dict) and "files" in payload:
         payload = payload["files"]
     paths = [payload] if isinstance(payload, str) else payload
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-        raise InvalidPayload(message="expected a crawl result, a path, or a list of paths")
+        raise InvalidPayload(
+            message="expected a crawl result, a stored image reference, or a list of them"
+        )
     if not paths:
         raise InvalidPayload(message="there is no file to validate")
     return paths
@@ -42,23 +47,22 @@ def _first_seen_by(task: BaseTask, sha256: str, settings: CelerySettings) -> str
 
 
 def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[str, Any]:
+    store = get_store(settings)
     try:
-        real = resolve_in_store(settings.storage_dir, path)
-        if real.exists() and not real.is_file():  # a shard directory or the store itself
-            raise FileNotFoundError(path)
-        size = real.stat().st_size
-        if size > settings.crawl_max_bytes:
-            raise TaskError("too_large", f"{size} bytes exceeds {settings.crawl_max_bytes}")
-        info = inspect_image(real.read_bytes(), settings)
+        ref = store.resolve(path)
+        # Never more than a crawl may store: the bound holds for references from anywhere.
+        info = inspect_image(store.read(ref, settings.crawl_max_bytes), settings)
         duplicate_of = _first_seen_by(task, info.sha256, settings)
-    except FileNotFoundError:
+    except ObjectMissing:
         return _error(path, TaskError("missing_file", "file does not exist"))
-    except PermissionError as exc:
+    except OutsideStore as exc:
         return _error(path, TaskError("outside_store", str(exc)))
+    except ObjectTooLarge as exc:
+        return _error(path, TaskError("too_large", str(exc)))
     except Exception as exc:
         return _error(path, classify(exc))
     return {
-        "path": str(real),
+        "path": ref,
         "status": "duplicate" if duplicate_of else "valid",
         "duplicate_of": duplicate_of,
         "format": info.format,
@@ -71,7 +75,7 @@ def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[st
 
 def _error(path: str, error: TaskError) -> dict[str, Any]:
     return {
-        "path": str(Path(path)),
+        "path": path,
         "status": "invalid",
         "error": error.code,
         "message": error.message,

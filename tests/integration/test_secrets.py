@@ -1,4 +1,5 @@
-"""No secret leaks: not into results, the worker log, ``ps``, or task events.
+"""No secret leaks: not into results, the worker log, ``ps``, or task events; neither the
+Redis password nor the S3 secret key (also not into ``config show`` or ``inspect conf``).
 
 This module runs after the other integration modules (alphabetical order), so the
 session worker's log and the result backend hold everything the suite did; the checks
@@ -7,20 +8,27 @@ also start their own traffic so they mean something when run alone.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import chain
 
 from pixcrawler.builder.tasks import crawl_task
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.tasks import health_check
 from tests.conftest import REDIS_PASSWORD
 from tests.support import images
-from tests.support.harness import RedisServer, Worker
+from tests.support.harness import RedisServer, Worker, client_app, running, settings_env
 from tests.support.http_fixtures import LoopbackHTTPServer, Route
+from tests.support.paths import REPO
+from tests.support.seaweed import SeaweedServer
+from tests.support.verify_cli import operator_env, write_env_file
 
 TIMEOUT = 60
 URL_SECRET = "url-pw-0a1b2c3d"
@@ -149,3 +157,94 @@ def test_no_secret_in_task_events(worker: Worker, http_server: LoopbackHTTPServe
     for kind in ("task-sent", "task-received"):
         assert "user:***@127.0.0.1" in mine[kind]["args"], mine[kind]["args"]
     assert URL_SECRET not in repr(seen)
+
+
+# --- the S3 secret key, checked like the broker password -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_worker(
+    seaweed_server: SeaweedServer,
+    http_server: LoopbackHTTPServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Worker, RedisServer, list[Any]]]:
+    """A worker storing in S3 (own Redis), after successes and failures that touch the store."""
+    workdir = tmp_path_factory.mktemp("secrets-s3")
+    redis_server = RedisServer(workdir / "redis", "s3sec-" + secrets.token_hex(12))
+    redis_server.start()
+    env = settings_env(redis_server, workdir / "local")
+    env.update(seaweed_server.env(prefix="secrets"))
+    worker = Worker(env, logdir=workdir)
+    try:
+        with running(worker), client_app(env) as app:
+            good = http_server.add(Route(body=images.png("s3-secrets")), "s3-secret-ok")
+            results = [
+                chain(
+                    app.signature("builder.tasks.crawl_task", args=(good,)),
+                    app.signature("validator.tasks.validate_task"),
+                ).apply_async(),
+                app.send_task("validator.tasks.validate_task", args=["s3://other/x/ab/cd.png"]),
+                app.send_task("celery_core.cleanup_storage"),
+            ]
+            outcomes = [r.get(timeout=TIMEOUT, propagate=False) for r in results]
+            conf = app.control.inspect(timeout=5).conf()
+            yield worker, redis_server, [*outcomes, conf]
+    finally:
+        redis_server.stop()
+
+
+def test_s3_secret_is_in_the_environment_under_test(
+    s3_worker: tuple[Worker, RedisServer, list[Any]], seaweed_server: SeaweedServer
+) -> None:
+    """Guards the checks below: the worker really signs with the secret, and succeeds."""
+    worker, _redis, outcomes = s3_worker
+    secret = seaweed_server.app.secret_key
+    assert worker.env["PIXCRAWLER_CELERY_STORAGE_S3_SECRET_ACCESS_KEY"] == secret
+    assert outcomes[0]["data"]["valid"][0].startswith("s3://images/secrets/")
+    assert outcomes[3], "no worker answered inspect conf"
+
+
+def test_no_s3_secret_in_results_log_inspect_or_ps(
+    s3_worker: tuple[Worker, RedisServer, list[Any]], seaweed_server: SeaweedServer
+) -> None:
+    worker, redis_server, outcomes = s3_worker
+    secret = seaweed_server.app.secret_key
+    assert secret not in repr(outcomes)  # results, and `celery inspect conf` of the worker
+    client = redis_server.client(1)
+    keys = list(client.scan_iter(match="celery-task-meta-*"))
+    assert len(keys) >= 3
+    for key in keys:
+        assert secret.encode() not in (client.get(key) or b""), key
+    assert secret not in worker.log()
+    args = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    leaking = [line.split(maxsplit=1)[0] for line in args.splitlines() if secret in line]
+    assert not leaking, f"programs whose command line carries the S3 secret: {leaking}"
+
+
+def test_no_s3_secret_in_config_show_or_celery_inspect_conf(
+    s3_worker: tuple[Worker, RedisServer, list[Any]],
+    seaweed_server: SeaweedServer,
+    tmp_path: Path,
+) -> None:
+    """The operator's views of the settings, as subprocesses reading an env file."""
+    worker, _redis, _outcomes = s3_worker
+    secret = seaweed_server.app.secret_key
+    env_file = write_env_file(tmp_path / "pixcrawler.env", worker.env)
+    shell = {**operator_env(), "PIXCRAWLER_ENV_FILE": str(env_file)}
+    commands = [
+        [sys.executable, "-m", "pixcrawler.cli", "config", "show"],
+        [sys.executable, "-m", "pixcrawler.cli", "config", "show", "--json"],
+        [sys.executable, "-m", "celery", "-A", "pixcrawler.celery_core.app", "inspect", "conf"],
+    ]
+    for command in commands:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, env=shell, cwd=REPO, timeout=60, check=False
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert secret not in proc.stdout + proc.stderr, command[2:]
+    assert (
+        "PIXCRAWLER_CELERY_STORAGE_S3_SECRET_ACCESS_KEY=***"
+        in subprocess.run(
+            commands[0], capture_output=True, text=True, env=shell, cwd=REPO, timeout=60, check=True
+        ).stdout
+    )

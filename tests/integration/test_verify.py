@@ -13,34 +13,26 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pixcrawler.celery_core.queues import QUEUE_NAMES
 from tests.support.harness import RedisServer, Worker, running, settings_env
-from tests.support.paths import REPO
-
-SCRIPT = REPO / "scripts" / "test_celery_redis.py"
-LINE = re.compile(r"^(PASS|FAIL|SKIP)  (\S+) +(\d+)  (.*)$")
-#: Guard against a hung script; the script's own --timeout is what is being tested.
-HANG_GUARD = 90
-
-ALL_NAMES = [
-    "settings",
-    "broker",
-    "result_backend",
-    *(f"consumers[{q}]" for q in QUEUE_NAMES),
-    *(f"health_check[{q}]" for q in QUEUE_NAMES),
-    "crawl_validate_chain",
-]
-
+from tests.support.verify_cli import (
+    ALL_NAMES,
+    LINE,
+    SCRIPT,
+    checks_of,
+    explain,
+    operator_env,
+    run_script,
+    statuses,
+    write_env_file,
+)
 
 # --- fixtures -------------------------------------------------------------------------------
 
@@ -87,51 +79,6 @@ def maintenance_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def write_env_file(path: Path, env: Mapping[str, str], **overrides: str) -> Path:
-    values = {k: v for k, v in env.items() if k.startswith("PIXCRAWLER_CELERY_")}
-    values.update({f"PIXCRAWLER_CELERY_{k.upper()}": v for k, v in overrides.items()})
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    path.chmod(0o600)
-    return path
-
-
-def operator_env() -> dict[str, str]:
-    """A shell without PixCrawler variables, as an operator's login would be."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}
-
-
-def run_script(
-    *args: str, script: Path = SCRIPT, cwd: Path = REPO, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        # Workers on loopback answer an inspect in milliseconds; 1.5 s is for real networks.
-        [sys.executable, str(script), "--inspect-timeout", "0.5", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=dict(env if env is not None else operator_env()),
-        timeout=HANG_GUARD,
-        check=False,
-    )
-
-
-def checks_of(proc: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
-    try:
-        document = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"stdout is not JSON:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    assert set(document) == {"ok", "checks"}
-    return {c["name"]: c for c in document["checks"]}
-
-
-def statuses(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    return {name: c["status"] for name, c in checks_of(proc).items()}
-
-
-def explain(proc: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-
-
 # --- a working deployment -----------------------------------------------------------------------
 
 
@@ -164,12 +111,17 @@ def test_all_in_one_passes_every_check(
     assert {c["status"] for c in checks.values()} == {"PASS"}, explain(proc)
     assert maintenance_worker.name in checks["health_check[maintenance]"]["detail"]
     assert three_queue_worker.name in checks["health_check[crawl]"]["detail"]
-    # The chain really downloaded the image into the workers' store.
-    stored = re.search(r"crawled to (\S+)", checks["crawl_validate_chain"]["detail"])
+    # The chain downloaded a new image into the workers' store, and validated it there;
+    # the script deleted it afterwards, as it deleted its probe object.
+    stored = re.search(
+        r"crawled to (\S+) and validated: PNG", checks["crawl_validate_chain"]["detail"]
+    )
     assert stored is not None
     path = Path(stored.group(1))
     assert path.parent.parent == store
-    assert path.read_bytes().startswith(b"\x89PNG")
+    assert not path.exists()
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    assert "wrote, read and deleted a probe object" in checks["storage"]["detail"]
 
 
 def test_chain_skipped_when_workers_may_not_fetch_from_here(
@@ -316,7 +268,7 @@ def test_wrong_password_fails_broker_without_leaking_it(
     assert proc.returncode == 1, explain(proc)
     *report, summary = proc.stdout.splitlines()
     assert all(LINE.match(line) for line in report), explain(proc)
-    assert summary == "FAILED: 1 passed, 2 failed, 9 skipped"
+    assert summary == "FAILED: 2 passed, 2 failed, 9 skipped"  # settings, storage pass
     lines = {m.group(2): m for m in map(LINE.match, report) if m}
     assert list(lines) == ALL_NAMES
     assert lines["broker"].group(1) == "FAIL"
@@ -350,7 +302,8 @@ def test_redis_down_fails_fast_and_skips_the_rest(
     assert "cannot connect" in checks["broker"]["detail"]
     assert f"127.0.0.1:{gone.port}" in checks["broker"]["detail"]
     assert checks["result_backend"]["status"] == "FAIL"
-    assert {checks[n]["status"] for n in ALL_NAMES[3:]} == {"SKIP"}
+    assert checks["storage"]["status"] == "PASS"  # a local store needs no Redis
+    assert {checks[n]["status"] for n in ALL_NAMES[4:]} == {"SKIP"}
     assert gone.password not in proc.stdout + proc.stderr
 
 
@@ -417,3 +370,23 @@ def test_bad_env_file_exits_2_naming_the_variable(env: dict[str, str], tmp_path:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
     assert "PIXCRAWLER_ENV_FILE" in missing.stderr
+
+
+def test_storage_check_skips_a_local_store_of_another_user(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Root's probe would leave a shard directory the service user cannot write into."""
+    owned = tmp_path / "images"
+    owned.mkdir()
+    os.chown(owned, 4321, 4321)  # the tests run as root (scripts/test), as Ansible does
+    config = write_env_file(tmp_path / "e.env", env, storage_dir=str(owned))
+
+    lenient = run_script("--env-file", str(config), "--queues", "default", "--json")
+    strict = run_script("--env-file", str(config), "--queues", "default", "--json", "--strict")
+
+    storage = checks_of(lenient)["storage"]
+    assert storage["status"] == "SKIP", explain(lenient)
+    assert storage["detail"].startswith(f"not run as the service user: {owned} belongs to uid 4321")
+    assert list(owned.iterdir()) == []  # nothing written
+    assert checks_of(strict)["storage"]["status"] == "SKIP"
+    assert strict.returncode == 1  # --strict counts the SKIP

@@ -14,7 +14,7 @@ import pytest
 from pixcrawler.builder.fetch import download, is_forbidden, resolve_checked, sniff
 from pixcrawler.celery_core.config import CelerySettings, Network, load_settings
 from pixcrawler.celery_core.errors import TaskError, TransientError
-from pixcrawler.storage import TEMP_PREFIX, iter_store
+from pixcrawler.storage.local import LocalStore
 from pixcrawler.validator.images import inspect_image
 from tests.support import images
 from tests.support.http_fixtures import LoopbackHTTPServer, Route
@@ -171,31 +171,39 @@ def http(http_server: LoopbackHTTPServer) -> LoopbackHTTPServer:
     return http_server
 
 
-def _leftovers(root: Path) -> list[str]:
-    return [e.name for e in iter_store(root) if e.name.startswith(TEMP_PREFIX)]
+@pytest.fixture
+def store(settings: CelerySettings) -> LocalStore:
+    return LocalStore(settings.storage_dir)
 
 
-def test_download_stores_by_content(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+def _leftovers(store: LocalStore) -> list[str]:
+    return [e.name for e in store.entries() if e.temporary]
+
+
+def test_download_stores_by_content(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
     body = images.png("download")
     url = http.add(Route(body=body, content_type="text/plain"))  # the header is not trusted
-    result = download(url, settings.storage_dir, settings)
+    result = download(url, store, settings)
     assert result.content_type == "image/png"
-    assert result.stored.path.read_bytes() == body
-    assert result.stored.path.suffix == ".png"
-    assert result.stored.path.parent.parent == settings.storage_dir
+    path = Path(result.stored.ref)
+    assert path.read_bytes() == body
+    assert path.suffix == ".png"
+    assert path.parent.parent == settings.storage_dir
     assert not result.stored.existed
-    again = download(url, settings.storage_dir, settings)
-    assert again.stored.path == result.stored.path
+    again = download(url, store, settings)
+    assert again.stored.ref == result.stored.ref
     assert again.stored.existed
-    assert _leftovers(settings.storage_dir) == []
+    assert _leftovers(store) == []
 
 
 def test_download_strips_credentials_from_the_recorded_url(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     url = http.add(Route(body=images.png("creds")))
     with_creds = url.replace("http://", "http://user:pw-in-url@")
-    result = download(with_creds, settings.storage_dir, settings)
+    result = download(with_creds, store, settings)
     assert result.url == url
     assert "pw-in-url" not in repr(result)
 
@@ -215,59 +223,62 @@ def test_download_http_errors(
     status: int,
     error: type[TaskError],
     code: str,
+    store: LocalStore,
 ) -> None:
     url = http.add(Route(statuses=[status]))
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert type(info.value) is error
     assert info.value.code == code
     assert info.value.details == {"status_code": status}
 
 
 def test_download_refuses_non_images_and_leaves_nothing(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     url = http.add(Route(body=b"<html>hello</html>", content_type="image/png"))
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == "not_an_image"
-    assert list(iter_store(settings.storage_dir)) == []
+    assert list(store.entries()) == []
 
 
-def test_download_reports_an_empty_body(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+def test_download_reports_an_empty_body(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
     url = http.add(Route(body=b"", content_type="image/png"))
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == "empty_body"
-    assert list(iter_store(settings.storage_dir)) == []
+    assert list(store.entries()) == []
 
 
 def test_download_refuses_a_huge_declared_length(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     url = http.add(Route(declared_length=10**9))
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == "too_large"
-    assert list(iter_store(settings.storage_dir)) == []
+    assert list(store.entries()) == []
 
 
 def test_download_stops_a_huge_body_without_length(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     url = http.add(Route(stream_bytes=4 * settings.crawl_max_bytes))
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == "too_large"
-    assert list(iter_store(settings.storage_dir)) == []
+    assert list(store.entries()) == []
 
 
 def test_redirects_are_followed_and_checked(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     target = http.add(Route(body=images.png("redirect")))
     hop = http.add(Route(statuses=[302], headers={"Location": target}))
-    assert download(hop, settings.storage_dir, settings).url == hop
+    assert download(hop, store, settings).url == hop
     assert http.hits(target) == 1
 
 
@@ -281,20 +292,22 @@ def test_redirects_are_followed_and_checked(
     ],
 )
 def test_redirect_to_a_forbidden_address_is_refused(
-    http: LoopbackHTTPServer, settings: CelerySettings, location: str
+    http: LoopbackHTTPServer, settings: CelerySettings, location: str, store: LocalStore
 ) -> None:
     hop = http.add(Route(statuses=[301], headers={"Location": location}))
     with pytest.raises(TaskError) as info:
-        download(hop, settings.storage_dir, settings)
+        download(hop, store, settings)
     assert info.value.code == "forbidden_destination"
 
 
-def test_redirect_loops_end(http: LoopbackHTTPServer, settings: CelerySettings) -> None:
+def test_redirect_loops_end(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
     route = Route(statuses=[302])
     url = http.add(route)
     route.headers["Location"] = url
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == "too_many_redirects"
     assert http.hits(url) == settings.crawl_max_redirects + 1
 
@@ -313,18 +326,18 @@ def test_redirect_loops_end(http: LoopbackHTTPServer, settings: CelerySettings) 
     ],
 )
 def test_bad_urls_are_refused_before_any_connection(
-    settings: CelerySettings, url: str, code: str
+    settings: CelerySettings, url: str, code: str, store: LocalStore
 ) -> None:
     with pytest.raises(TaskError) as info:
-        download(url, settings.storage_dir, settings)
+        download(url, store, settings)
     assert info.value.code == code
     assert not info.value.retryable
 
 
 def test_redirect_to_a_non_http_scheme_is_refused(
-    http: LoopbackHTTPServer, settings: CelerySettings
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
 ) -> None:
     hop = http.add(Route(statuses=[302], headers={"Location": "file:///etc/shadow"}))
     with pytest.raises(TaskError) as info:
-        download(hop, settings.storage_dir, settings)
+        download(hop, store, settings)
     assert info.value.code == "unsupported_scheme"

@@ -6,6 +6,8 @@ The script run against real Redis and workers is ``tests/integration/test_verify
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 from ipaddress import ip_address
 from pathlib import Path
@@ -16,6 +18,7 @@ import redis.exceptions
 from pixcrawler import errortext, image_server, verify
 from pixcrawler.celery_core import scrub
 from pixcrawler.celery_core.config import load_settings, resolve_env_file
+from pixcrawler.storage.local import LocalStore
 
 
 def test_unknown_queue_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,17 +76,51 @@ def test_exit_code_strict_counts_skips() -> None:
     assert verify._exit_code([passed, verify.Check("c", "FAIL", 0, "")], strict=False) == 1
 
 
-def test_probe_image_is_deterministic_and_acceptable(tmp_path: Path) -> None:
-    """Repeated runs must store one file, and the validator must accept it."""
+@pytest.mark.parametrize("formats", ["PNG,JPEG", "JPEG", "GIF", "WEBP"])
+def test_probe_image_is_new_each_run_and_acceptable(formats: str) -> None:
+    """An image already stored or validated would prove nothing: each run makes a new one."""
     from pixcrawler.validator.images import inspect_image
 
-    settings = load_settings({"PIXCRAWLER_CELERY_VALIDATION_MIN_WIDTH": "100"})
+    settings = load_settings(
+        {
+            "PIXCRAWLER_CELERY_VALIDATION_MIN_WIDTH": "100",
+            "PIXCRAWLER_CELERY_VALIDATION_ALLOWED_FORMATS": formats,
+        }
+    )
     first, mime = image_server.probe_image(settings)
+    second, _ = image_server.probe_image(settings)
 
-    assert image_server.probe_image(settings)[0] == first
-    assert mime == "image/png"
-    info = inspect_image(first, settings)
-    assert (info.format, info.width) == ("PNG", 100)
+    assert hashlib.sha256(first).digest() != hashlib.sha256(second).digest()
+    assert mime.startswith("image/")
+    for body in (first, second):
+        info = inspect_image(body, settings)
+        assert (info.format, info.width) == (formats.split(",")[0], 100)
+
+
+def test_storage_probe_writes_reads_and_deletes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+
+    detail = verify.probe_store(store, tmp_path / "store")
+
+    assert "wrote, read and deleted" in detail
+    assert [e for e in store.entries() if not e.temporary] == []
+
+
+def test_storage_check_skips_for_another_user(tmp_path: Path) -> None:
+    """Root's probe would leave a shard directory the service user cannot write into."""
+    owned = tmp_path / "images"
+    owned.mkdir()
+    assert verify.store_refusal(owned) is None  # this user's own directory: tested
+    assert verify.store_refusal(owned / "not-yet") is None  # created by this user later
+    if os.geteuid() == 0:  # as scripts/test runs: give the directory to someone else
+        os.chown(owned, 4321, 4321)
+        others, owner = owned, "uid 4321"
+    else:
+        others, owner = Path("/"), "root"
+    refusal = verify.store_refusal(others)
+    assert refusal is not None
+    assert "not run as the service user" in refusal
+    assert f"belongs to {owner}" in refusal
 
 
 def test_loopback_image_is_skipped_when_crawl_workers_are_elsewhere() -> None:
