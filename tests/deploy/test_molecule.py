@@ -82,7 +82,7 @@ def test_images(docker_engine: None) -> set[str]:
 def _known_secrets() -> list[str]:
     """Passwords the scenarios deploy: they must never show in Molecule's output."""
     found = re.findall(
-        r"^\s*\w*password\w*:\s*([^\s#\"']+)", (REPO / "env/dev.yml").read_text(), re.M
+        r"^\s*\w*(?:password|secret)\w*:\s*([^\s#\"']+)", (REPO / "env/dev.yml").read_text(), re.M
     )
     view = subprocess.run(
         [
@@ -97,7 +97,7 @@ def _known_secrets() -> list[str]:
         check=True,
     )
     vault = yaml.safe_load(view.stdout)
-    found += [str(v) for k, v in vault.items() if "password" in k]
+    found += [str(v) for k, v in vault.items() if "password" in k or "secret" in k]
     assert found, "no secrets found to look for"
     return found
 
@@ -152,6 +152,68 @@ def test_every_scenario_runs_the_full_sequence() -> None:
         for step in ("create", "converge", "idempotence", "check", "verify", "destroy"):
             assert step in seq, f"{path.parent.name} lacks {step}"
         assert seq.index("converge") < seq.index("idempotence") < seq.index("check")
+
+
+#: Which multihost test host plays which env/prod/hosts.yml host.
+MULTIHOST_AS_PROD = {
+    "pxc-mh-redis": "redis-1.prod.example.internal",
+    "pxc-mh-worker1": "worker-1.prod.example.internal",
+    "pxc-mh-worker2": "worker-2.prod.example.internal",
+}
+
+
+def _prod_shape() -> tuple[dict[str, set[str]], dict[str, object]]:
+    """env/prod/hosts.yml: group -> hosts, and each worker host's queues."""
+    inventory = yaml.safe_load((REPO / "env/prod/hosts.yml").read_text())
+    groups = {name: set((body or {}).get("hosts") or {}) for name, body in inventory.items()}
+    queues = {
+        host: (hostvars or {}).get("pixcrawler_workers_queues")
+        for host, hostvars in ((inventory.get("workers") or {}).get("hosts") or {}).items()
+    }
+    return groups, queues
+
+
+def _multihost_shape() -> tuple[dict[str, set[str]], dict[str, object]]:
+    """The multihost scenario in prod's host names: group -> hosts, worker host -> queues."""
+    scenario = yaml.safe_load((MOLECULE / "multihost/molecule.yml").read_text())
+    groups: dict[str, set[str]] = {}
+    for platform in scenario["platforms"]:
+        for group in platform["groups"]:
+            groups.setdefault(group, set()).add(MULTIHOST_AS_PROD[platform["name"]])
+    host_vars = scenario["provisioner"]["inventory"].get("host_vars", {})
+    queues = {
+        MULTIHOST_AS_PROD[host]: hostvars.get("pixcrawler_workers_queues")
+        for host, hostvars in host_vars.items()
+        if MULTIHOST_AS_PROD[host] in groups.get("workers", set())
+    }
+    return groups, queues
+
+
+def test_multihost_mirrors_prod() -> None:
+    """The multihost scenario is env/prod/hosts.yml on test hosts: the same groups on the
+    same hosts (objectstore on the Redis host, Flower and beat on the worker hosts) and the
+    same queues per worker host, so the scenario tests the shape prod ships."""
+    scenario = yaml.safe_load((MOLECULE / "multihost/molecule.yml").read_text())
+    names = {p["name"] for p in scenario["platforms"]}
+    assert names == set(MULTIHOST_AS_PROD), "map every multihost host to a prod host"
+    prod_groups, prod_queues = _prod_shape()
+    mh_groups, mh_queues = _multihost_shape()
+    assert mh_groups == prod_groups
+    assert mh_queues == prod_queues
+    # ... and the hosts share nothing but the network: one image store is the object store.
+    for platform in scenario["platforms"]:
+        volumes = platform.get("volumes") or []
+        assert volumes == ["/sys/fs/cgroup:/sys/fs/cgroup:rw"], platform["name"]
+
+
+def test_multihost_mirror_check_can_fail() -> None:
+    groups, queues = _prod_shape()
+    moved = {g: set(h) for g, h in groups.items()}
+    moved["beat"] = {"worker-1.prod.example.internal"}
+    assert moved != groups
+    swapped = dict(queues)
+    swapped["worker-1.prod.example.internal"] = ["crawl", "validation"]
+    assert swapped != queues
 
 
 def test_test_vault_is_marked_test_only() -> None:

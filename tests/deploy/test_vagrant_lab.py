@@ -192,10 +192,13 @@ def test_provisioning_skipped_kernel_settings_with_a_message(lab: Lab) -> None:
 @pytest.mark.vagrant
 @pytest.mark.timeout(LAB_TIMEOUT)
 def test_provisioning_output_shows_no_secret(lab: Lab) -> None:
-    # dev's passwords are in env/dev.yml; the roles must still keep them out of the output.
+    # dev's passwords and S3 secret keys are in env/dev.yml; the roles must still keep them
+    # out of the output.
     env_dev = (REPO / "env" / "dev.yml").read_text()
-    secrets = re.findall(r"^pixcrawler_\w+_password: (\S+)$", env_dev, flags=re.M)
-    assert len(secrets) == 3, secrets
+    secrets = re.findall(
+        r"^pixcrawler_\w+_(?:password|secret_access_key): (\S+)$", env_dev, flags=re.M
+    )
+    assert len(secrets) == 5, secrets
     leaked = [s for s in secrets if s in lab.up_output]
     assert leaked == [], "a dev password appears in the provisioning output"
 
@@ -208,6 +211,12 @@ def test_verification_passes_on_each_worker(lab: Lab, machine: str) -> None:
     assert report["exit_code"] == 0, report
     assert report.get("ok") is True, report
     assert _failed_checks(report) == []
+    # The workers share one store: the object store on the redis machine, over S3.
+    checks = report["checks"]
+    assert isinstance(checks, list)
+    storage = [c for c in checks if isinstance(c, dict) and c.get("name") == "storage"]
+    assert storage, report
+    assert str(storage[0].get("detail", "")).startswith("s3://"), storage
 
 
 @pytest.mark.vagrant
@@ -256,6 +265,27 @@ def test_redis_refuses_an_unauthenticated_client_from_a_worker(lab: Lab) -> None
     proc = _ssh("worker2", f"/opt/pixcrawler/venv/bin/python -c {shlex.quote(probe)}")
     assert proc.stdout.startswith("REFUSED"), f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.vagrant
+@pytest.mark.timeout(LAB_TIMEOUT)
+def test_object_store_refuses_an_anonymous_client_from_a_worker(lab: Lab) -> None:
+    probe = (
+        "import sys, urllib.error, urllib.request\n"
+        f"url = 'http://{LAB_IPS['redis']}:8333/pixcrawler-images?list-type=2'\n"
+        "try:\n"
+        "    urllib.request.urlopen(url, timeout=10)\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    print('REFUSED' if exc.code == 403 else f'HTTP {exc.code}')\n"
+        "    sys.exit(0 if exc.code == 403 else 4)\n"
+        "except OSError as exc:\n"
+        "    print('UNREACHABLE', exc)\n"
+        "    sys.exit(3)\n"
+        "print('ACCEPTED')\n"
+        "sys.exit(4)\n"
+    )
+    proc = _ssh("worker2", f"/opt/pixcrawler/venv/bin/python -c {shlex.quote(probe)}")
+    assert proc.stdout.startswith("REFUSED"), f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
 
 
 # --- the VM paths, without VMs -----------------------------------------------------------

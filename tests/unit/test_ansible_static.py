@@ -364,3 +364,96 @@ def test_worker_hosts_sharing_a_host_name_fail_before_changes(tmp_path: Path) ->
     assert "worker hosts share a host name" in output
     assert "localhost is " in output
     assert "twin is " in output
+
+
+# --- the image store -----------------------------------------------------------------------
+
+
+def _with_group(inventory: str, group: str, hosts: str) -> str:
+    return inventory + f"{group}:\n  hosts:\n{hosts}"
+
+
+@needs_local_deploy_tools
+def test_worker_hosts_without_one_image_store_fail_before_changes(tmp_path: Path) -> None:
+    """Two worker hosts, no S3, no shared filesystem declared: a chain would miss its image."""
+    inventory = local_inventory("dev").replace(
+        "workers:\n  hosts:\n    localhost:\n",
+        "workers:\n  hosts:\n    localhost:\n    other.invalid:\n",
+    )
+    output = preflight(tmp_path, "dev", inventory, "--limit", "localhost")
+    assert "no S3 store" in output
+    assert "pixcrawler_storage_shared_filesystem" in output
+    assert "pixcrawler_storage_s3_endpoint_url" in output
+    # Declared, the same inventory gets past that check (and fails on a later one: the
+    # unreachable host has no facts).
+    output = preflight(
+        tmp_path,
+        "dev",
+        inventory,
+        "--limit",
+        "localhost",
+        "-e",
+        '{"pixcrawler_storage_shared_filesystem": true}',
+    )
+    assert "no S3 store" not in output
+
+
+@needs_local_deploy_tools
+def test_two_object_stores_fail_before_changes(tmp_path: Path) -> None:
+    inventory = _with_group(
+        local_inventory("dev"), "objectstore", "    localhost:\n    other.invalid:\n"
+    )
+    output = preflight(tmp_path, "dev", inventory, "--limit", "localhost")
+    assert "2 hosts in the objectstore group" in output
+    assert "other.invalid" in output
+    # The one being retired does not count.
+    retired = inventory.replace(
+        "objectstore:\n  hosts:\n    localhost:\n    other.invalid:\n",
+        "objectstore:\n  hosts:\n    localhost:\n    other.invalid:\n"
+        "      pixcrawler_objectstore_state: absent\n",
+    )
+    output = preflight(
+        tmp_path,
+        "dev",
+        retired,
+        "--limit",
+        "localhost",
+        "-e",
+        "pixcrawler_redis_maxmemory_policy=allkeys-lru",
+    )
+    assert "objectstore group" not in output
+    assert "pixcrawler_redis_maxmemory_policy" in output
+
+
+@needs_local_deploy_tools
+def test_placeholder_s3_keys_are_refused_in_prod(tmp_path: Path) -> None:
+    inventory = _with_group(
+        local_inventory("prod").replace("    other.invalid:\n", ""),
+        "objectstore",
+        "    localhost:\n",
+    )
+    strong = secrets.token_hex(16)
+    output = preflight(
+        tmp_path,
+        "prod",
+        inventory,
+        "-e",
+        f"vault_pixcrawler_redis_app_password=a{strong}",
+        "-e",
+        f"vault_pixcrawler_redis_flower_password=b{strong}",
+        "-e",
+        f"vault_pixcrawler_flower_basic_auth_password=c{strong}",
+    )
+    assert "pixcrawler_storage_s3_access_key_id is weak" in output
+    for placeholder in ("CHANGE-ME-s3-app-secret", "CHANGE-ME-s3-admin-secret"):
+        assert placeholder not in output
+    assert strong not in output
+
+
+@needs_local_deploy_tools
+def test_role_set_storage_settings_are_refused(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(
+        tmp_path, "dev", inventory, "-e", '{"pixcrawler_settings": {"storage_url": "s3://x"}}'
+    )
+    assert "offending keys: storage_url" in output

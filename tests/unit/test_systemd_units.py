@@ -4,7 +4,9 @@ The units are what operators live with and what the Ansible roles install verbat
 properties they rely on are pinned here: warm shutdown (KillMode=mixed, a stop timeout
 longer than the task hard limit), settings only from EnvironmentFile= (no secret on a
 command line), the hardening set, and ``systemd-analyze verify``/``security`` run offline
-against a throw-away root. The same checks run on installed units in the Molecule verify.
+against a throw-away root. The object store's unit (SeaweedFS, its own user, settings in
+the files its -config_dir and -options name) meets the same hardening and exposure bar.
+The same checks run on installed units in the Molecule verify.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ FLOWER = "pixcrawler-flower.service"
 BEAT = "pixcrawler-beat.service"
 TARGET = "pixcrawler.target"
 SERVICES = (WORKER, FLOWER, BEAT)
+#: Not a Celery service: no pixcrawler.target, its own user (group_vars/all/fixed.yml).
+OBJECTSTORE = "pixcrawler-objectstore.service"
 CELERY = FIXED["venv"] + "/bin/celery"
+WEED = FIXED["objectstore_venv"] + "/bin/weed"
 MAIN_ENV = FIXED["env_file"]
 
 Unit = dict[str, dict[str, list[str]]]
@@ -93,7 +98,7 @@ def seconds(value: str) -> int:
 
 def test_all_units_exist() -> None:
     present = {p.name for p in UNIT_DIR.iterdir()}
-    assert {*SERVICES, TARGET} <= present
+    assert {*SERVICES, OBJECTSTORE, TARGET} <= present
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -169,6 +174,8 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
             problems.append(f"{name} {what}: {got!r}, fixed.yml says {expected!r}")
 
     for name, unit in units.items():
+        if name == OBJECTSTORE:  # its own user and program, below
+            continue
         service = unit["Service"]
         want(name, "User=", service["User"], [FIXED["user"]])
         want(name, "Group=", service["Group"], [FIXED["group"]])
@@ -191,6 +198,27 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
         [FIXED["env_file"], FIXED["flower_env_file"]],
     )
     want(FLOWER, "FLOWER_DB", env_defaults(units[FLOWER]).get("FLOWER_DB"), FIXED["flower_db"])
+    if OBJECTSTORE in units:
+        store = units[OBJECTSTORE]["Service"]
+        argv = one(units[OBJECTSTORE], "Service", "ExecStart").split()
+        want(OBJECTSTORE, "User=", store["User"], [FIXED["objectstore_user"]])
+        want(OBJECTSTORE, "Group=", store["Group"], [FIXED["objectstore_group"]])
+        want(OBJECTSTORE, "ExecStart= program", argv[0], WEED)
+        # weed's global flags, the command, its one flag (the rest is in the options file)
+        want(
+            OBJECTSTORE,
+            "ExecStart= arguments",
+            argv[1:],
+            [
+                "-logtostderr",
+                "-config_dir=" + FIXED["objectstore_config_dir"],
+                "server",
+                "-options=" + FIXED["objectstore_options_file"],
+            ],
+        )
+        data = [FIXED["objectstore_data_dir"]]
+        want(OBJECTSTORE, "WorkingDirectory=", store["WorkingDirectory"], data)
+        want(OBJECTSTORE, "ReadWritePaths=", store["ReadWritePaths"], data)
     schedule = re.search(r"--schedule\s+(\S+)", one(units[BEAT], "Service", "ExecStart"))
     want(
         BEAT,
@@ -211,6 +239,8 @@ def test_fixed_facts_are_consistent_among_themselves() -> None:
         "beat_state_dir": "state_dir",
         "flower_state_dir": "state_dir",
         "flower_db": "flower_state_dir",
+        "objectstore_venv": "objectstore_home",
+        "objectstore_options_file": "objectstore_config_dir",
     }
     for key, parent in inside.items():
         assert FIXED[key].startswith(FIXED[parent] + "/"), f"{key} is not under {parent}"
@@ -218,7 +248,19 @@ def test_fixed_facts_are_consistent_among_themselves() -> None:
 
 
 def test_units_name_exactly_the_fixed_facts() -> None:
-    assert unit_drift({name: load(name) for name in SERVICES}) == []
+    assert unit_drift({name: load(name) for name in (*SERVICES, OBJECTSTORE)}) == []
+
+
+def test_objectstore_drift_is_caught() -> None:
+    """The store's data directory moved in its unit alone, or its user renamed, fails."""
+    units = {name: load(name) for name in (*SERVICES, OBJECTSTORE)}
+    text = (UNIT_DIR / OBJECTSTORE).read_text()
+    units[OBJECTSTORE] = parse_unit(text.replace(FIXED["objectstore_data_dir"], "/srv/weed"))
+    problems = unit_drift(units)
+    assert any("WorkingDirectory" in p for p in problems), problems
+    assert any("ReadWritePaths" in p for p in problems), problems
+    units[OBJECTSTORE] = parse_unit(text.replace("User=pixcrawler-objectstore", "User=weed"))
+    assert any("User=" in p for p in unit_drift(units))
 
 
 def test_unit_drift_is_caught() -> None:
@@ -268,7 +310,12 @@ def as_argv(command: str, queue: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("role", "name"),
-    [("pixcrawler_workers", WORKER), ("pixcrawler_flower", FLOWER), ("pixcrawler_beat", BEAT)],
+    [
+        ("pixcrawler_workers", WORKER),
+        ("pixcrawler_flower", FLOWER),
+        ("pixcrawler_beat", BEAT),
+        ("pixcrawler_objectstore", OBJECTSTORE),
+    ],
 )
 def test_supervisor_programs_run_what_the_units_run(role: str, name: str) -> None:
     """Under supervisord the same command, user, directory, env files and defaults."""
@@ -277,7 +324,9 @@ def test_supervisor_programs_run_what_the_units_run(role: str, name: str) -> Non
     service = unit["Service"]
     assert program["user"] == one(unit, "Service", "User")
     assert program["directory"] == one(unit, "Service", "WorkingDirectory")
-    assert program["env_files"] == [f.replace("%i", queue) for f in service["EnvironmentFile"]]
+    assert program.get("env_files", []) == [
+        f.replace("%i", queue) for f in service["EnvironmentFile"]
+    ]
     assert as_argv(str(program["command"]), queue) == as_argv(
         one(unit, "Service", "ExecStart"), queue
     )
@@ -325,7 +374,7 @@ SECRET_PATTERNS = (
 )
 
 
-@pytest.mark.parametrize("name", [*SERVICES, TARGET])
+@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, TARGET])
 def test_no_secret_in_unit(name: str) -> None:
     for lineno, line in enumerate((UNIT_DIR / name).read_text().splitlines(), 1):
         if line.lstrip().startswith("#"):
@@ -359,13 +408,27 @@ HARDENING = {
 }
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE])
 def test_hardening(name: str) -> None:
     unit = load(name)
     for key, expected in HARDENING.items():
         assert one(unit, "Service", key) == expected, key
     assert "@system-service" in unit["Service"]["SystemCallFilter"]
     assert one(unit, "Service", "ReadWritePaths").startswith("/var/lib/pixcrawler")
+
+
+def test_objectstore_unit_runs_one_store_and_stops_in_time() -> None:
+    """Started by the system (not pixcrawler.target), restarted on any exit, stopped warm."""
+    unit = load(OBJECTSTORE)
+    assert one(unit, "Install", "WantedBy") == "multi-user.target"
+    assert not unit["Unit"]["PartOf"], "the store is not one of the Celery services"
+    assert one(unit, "Service", "Type") == "simple"
+    assert one(unit, "Service", "Restart") == "always"
+    assert one(unit, "Service", "KillSignal") == "SIGTERM"
+    # weed waits -volume.preStopSeconds (10 s) before its volume server stops.
+    assert 30 <= seconds(one(unit, "Service", "TimeoutStopSec")) <= 300
+    assert one(unit, "Service", "SyslogIdentifier") == "pixcrawler-objectstore"
+    assert not unit["Service"]["EnvironmentFile"], "weed reads its own files"
 
 
 def test_target_is_pulled_in_at_boot() -> None:
@@ -405,14 +468,21 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     etc.mkdir(parents=True)
     for unit in UNIT_DIR.iterdir():
         shutil.copy(unit, etc / unit.name)
-    celery = root / CELERY.lstrip("/")
-    celery.parent.mkdir(parents=True)
-    celery.write_text("#!/bin/sh\nexit 0\n")
-    celery.chmod(0o755)
+    # The programs the units run: celery, weed, and kill (the store's ExecReload=).
+    for program in (CELERY, WEED, "/bin/kill"):
+        stub = root / program.lstrip("/")
+        stub.parent.mkdir(parents=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     return root
 
 
-INSTANCES = [f"pixcrawler-worker@{q.name}.service" for q in QUEUES] + [FLOWER, BEAT, TARGET]
+INSTANCES = [f"pixcrawler-worker@{q.name}.service" for q in QUEUES] + [
+    FLOWER,
+    BEAT,
+    OBJECTSTORE,
+    TARGET,
+]
 
 
 def verify(root: Path, *units: str) -> subprocess.CompletedProcess[str]:
@@ -441,7 +511,7 @@ def test_systemd_analyze_verify_can_fail(fake_root: Path, tmp_path: Path) -> Non
     assert "KillSignal" in proc.stdout + proc.stderr or "signal" in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["pixcrawler-worker@crawl.service", FLOWER])
+@pytest.mark.parametrize("name", ["pixcrawler-worker@crawl.service", FLOWER, BEAT, OBJECTSTORE])
 def test_systemd_analyze_security_is_ok_or_better(fake_root: Path, name: str) -> None:
     proc = subprocess.run(
         [_analyze(), "security", "--offline=yes", f"--root={fake_root}", "--no-pager", name],

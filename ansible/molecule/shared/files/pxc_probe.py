@@ -32,6 +32,14 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    events, as Flower sees them) into F until M exists
   dupes --ids F --runs R           which of the tasks in F succeeded more than once, by
                                    the counts in R (from events)
+  chains --serve-address A --count N
+                                   N crawl->validate chains, each of a new image served
+                                   here on A: every crawl ran from `crawl`, every
+                                   validation from `validation`, and each found the image
+  grpc-refuses --host H --port P   a gRPC port demands a client certificate: plain HTTP/2
+                                   gets no HTTP/2 answer, TLS without a certificate fails
+  listeners --pid PID              the TCP addresses process PID listens on (run as its
+                                   user: /proc/PID/fd is readable by its owner; stdlib only)
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ import io
 import json
 import os
 import socket
+import ssl
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +59,9 @@ from typing import Any
 
 HEALTH = "celery_core.health_check"
 CRAWL = "builder.tasks.crawl_task"
+VALIDATE = "validator.tasks.validate_task"
+#: What an insecure gRPC client sends first: the HTTP/2 preface and an empty SETTINGS frame.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 def _emit(doc: dict[str, Any], ok: bool) -> int:
@@ -282,6 +295,160 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+def _noise_png() -> bytes:
+    """A PNG no one has stored before (random pixels), so every chain stores a new object."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _envelope_queue(value: Any) -> Any:
+    return value.get("queue") if isinstance(value, dict) else None
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
+    from celery import chain
+
+    app = _app()
+    run = os.urandom(4).hex()
+    images = {f"/chain-{run}-{n}.png": _noise_png() for n in range(args.count)}
+    hits: dict[str, int] = dict.fromkeys(images, 0)
+
+    class Images(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            body = images.get(path)
+            if body is None:
+                self.send_error(404)
+                return
+            hits[path] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((args.serve_address, 0), Images)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://{args.serve_address}:{server.server_address[1]}"
+    started = time.monotonic()
+    sent = {
+        path: chain(
+            app.signature(CRAWL, args=(base + path,)), app.signature(VALIDATE)
+        ).apply_async()
+        for path in images
+    }
+    outcomes: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + args.timeout
+    for path, result in sent.items():
+        try:
+            value = result.get(timeout=max(1.0, deadline - time.monotonic()), propagate=False)
+        except Exception as exc:  # a timeout is an outcome here
+            outcomes[path] = {"state": result.state, "error": type(exc).__name__}
+            continue
+        crawl = result.parent
+        # Celery sends a chain's next task before it stores the current one's result.
+        crawl_value = (
+            crawl.get(timeout=max(1.0, deadline - time.monotonic()), propagate=False)
+            if crawl is not None
+            else None
+        )
+        data = value.get("data") if isinstance(value, dict) else None
+        first = (data.get("outcomes") or [{}])[0] if isinstance(data, dict) else {}
+        outcomes[path] = {
+            "state": result.state,
+            "crawl_state": crawl.state if crawl is not None else None,
+            "crawl_queue": _envelope_queue(crawl_value),
+            "validation_queue": _envelope_queue(value),
+            "validation": first.get("status") if isinstance(first, dict) else None,
+            "error": None if result.state == "SUCCESS" else str(value)[:200],
+        }
+    server.shutdown()
+    good = [
+        p
+        for p, o in outcomes.items()
+        if o["state"] == "SUCCESS"
+        and o.get("crawl_state") == "SUCCESS"
+        and o.get("crawl_queue") == "crawl"
+        and o.get("validation_queue") == "validation"
+        and o.get("validation") == "valid"
+        and hits[p] >= 1
+    ]
+    bad = {p: o for p, o in outcomes.items() if p not in good}
+    doc = {
+        "chains": len(images),
+        "succeeded": len(good),
+        "seconds": round(time.monotonic() - started, 1),
+        "failed": dict(list(bad.items())[:5]),
+    }
+    return _emit(doc, len(good) == len(images))
+
+
+def cmd_grpc_refuses(args: argparse.Namespace) -> int:
+    doc: dict[str, Any] = {"host": args.host, "port": args.port}
+    with socket.create_connection((args.host, args.port), timeout=5) as raw:
+        raw.sendall(H2_PREFACE)
+        try:
+            reply = raw.recv(64)
+        except OSError:
+            reply = b""
+    # An HTTP/2 server answers the preface with a SETTINGS frame (type 4 in byte 3).
+    doc["plaintext_answered"] = len(reply) >= 9 and reply[3] == 0x04
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((args.host, args.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=args.host) as tls,
+        ):
+            tls.sendall(H2_PREFACE)
+            # TLS 1.3: the server's "certificate required" alert arrives with the first read.
+            data = tls.recv(64)
+        doc["tls_without_certificate"] = f"accepted ({len(data)} bytes back)"
+        accepted = len(data) > 0
+    except (ssl.SSLError, OSError) as exc:
+        doc["tls_without_certificate"] = f"refused: {exc}"
+        accepted = False
+    return _emit(doc, not doc["plaintext_answered"] and not accepted)
+
+
+def _proc_address(hex_address: str) -> str:
+    """/proc/net/tcp{,6}'s local address (host-order hex words) as address:port."""
+    address, port = hex_address.split(":")
+    raw = bytes.fromhex(address)
+    if len(raw) == 4:
+        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        host = socket.inet_ntop(socket.AF_INET6, words)
+    return f"{host}:{int(port, 16)}"
+
+
+def cmd_listeners(args: argparse.Namespace) -> int:
+    inodes = set()
+    for fd in Path(f"/proc/{args.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{args.pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                listening.add(_proc_address(fields[1]))
+    return _emit({"pid": args.pid, "listening": sorted(listening)}, bool(listening))
+
+
 def cmd_slowhttp(args: argparse.Namespace) -> int:
     body = _png()
     marker = Path(args.marker)
@@ -354,6 +521,15 @@ def main() -> int:
     d = sub.add_parser("dupes")
     d.add_argument("--ids", nargs="+", required=True)
     d.add_argument("--runs", required=True)
+    ch = sub.add_parser("chains")
+    ch.add_argument("--serve-address", required=True)
+    ch.add_argument("--count", type=int, default=20)
+    ch.add_argument("--timeout", type=float, default=180)
+    ls = sub.add_parser("listeners")
+    ls.add_argument("--pid", type=int, required=True)
+    g = sub.add_parser("grpc-refuses")
+    g.add_argument("--host", required=True)
+    g.add_argument("--port", type=int, required=True)
     args = p.parse_args()
     handler = {
         "queue": cmd_queue,
@@ -369,6 +545,9 @@ def main() -> int:
         "broker-state": cmd_broker_state,
         "events": cmd_events,
         "dupes": cmd_dupes,
+        "chains": cmd_chains,
+        "grpc-refuses": cmd_grpc_refuses,
+        "listeners": cmd_listeners,
     }[args.cmd]
     return handler(args)
 

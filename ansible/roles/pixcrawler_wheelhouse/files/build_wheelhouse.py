@@ -1,6 +1,7 @@
 """Build an offline wheelhouse for one target Python and platform, on the controller.
 
-Run by the pixcrawler_app role under ``uv run --with pip``. pip evaluates environment
+Run by the pixcrawler_wheelhouse role under ``uv run --with pip``, with the requirement
+lines of one locked set (``uv export``) on stdin or in a file. pip evaluates environment
 markers against the Python running it, not the ``--python-version`` it downloads for, so a
 lock line such as ``async-timeout ; python_full_version < '3.11.3'`` would be dropped for
 a 3.11.2 host when the controller runs 3.11.7. This script evaluates the markers for the
@@ -69,7 +70,9 @@ def add_file(tar: tarfile.TarFile, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requirements", type=Path, required=True, help="uv export output")
+    parser.add_argument(
+        "--requirements", required=True, help="uv export output: a file, or - for stdin"
+    )
     parser.add_argument("--python-version", required=True, help="target, e.g. 3.11.2")
     parser.add_argument("--abi", required=True, help="target ABI tag, e.g. cp311")
     parser.add_argument("--machine", required=True, help="e.g. x86_64")
@@ -78,7 +81,8 @@ def main() -> int:
     args = parser.parse_args()
 
     env = target_environment(args.python_version, args.machine)
-    pins = pinned_for_target(args.requirements.read_text().splitlines(), env)
+    text = sys.stdin.read() if args.requirements == "-" else Path(args.requirements).read_text()
+    pins = pinned_for_target(text.splitlines(), env)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:
         work = Path(tmp)
