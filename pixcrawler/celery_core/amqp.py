@@ -1,11 +1,14 @@
 """Task messages whose readable copies of the arguments carry no password.
 
 Celery copies every task's arguments into ``argsrepr``/``kwargsrepr``: the message
-headers, the task-sent and task-received events (what Flower shows and keeps) and
-``celery inspect`` replies. A crawl URL may carry ``user:password@``: the task needs it,
-those copies do not. Celery builds every message here (``delay``, ``apply_async``,
-``send_task``, retries, chains), so masking here covers every path; the arguments the
-worker runs with are left as they are.
+headers, the task-sent and task-received events (what Flower shows and keeps). A crawl
+URL may carry ``user:password@``: the task needs it, those copies do not. Celery builds
+every message here (``delay``, ``apply_async``, ``send_task``, retries, chains), so
+masking here covers every path; the arguments the worker runs with are left as they are.
+
+``celery inspect active``, ``reserved``, ``scheduled`` and ``query_task`` (and so
+Flower's task pages) answer with the arguments themselves, unless the caller asks for
+``safe``: :class:`MaskedRequest` always answers with the masked copies.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from celery.app.amqp import AMQP
 from celery.utils.saferepr import saferepr
+from celery.worker.request import Request
 
 from pixcrawler.celery_core.redact import redact_url
 
@@ -51,3 +55,10 @@ class RedactingAMQP(AMQP):
             kwargsrepr=redact_url(kwargsrepr),
             **options,
         )
+
+
+class MaskedRequest(Request):
+    """A worker's request whose ``info()`` (every inspect reply) shows the masked copies."""
+
+    def info(self, safe: bool = False) -> Any:
+        return super().info(safe=True)

@@ -10,12 +10,15 @@ where tasks read them: one copy per app, the one its configuration was built fro
 
 from __future__ import annotations
 
+import math
+import warnings
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from typing import Any, cast
 
 import redis
 from celery import Celery, signals
+from celery.exceptions import CPendingDeprecationWarning
 from kombu import Exchange, Queue
 
 # Celery rebuilds a task's exception on the client only from an imported module: importing
@@ -78,6 +81,41 @@ def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
     return options
 
 
+#: Waits between a task's publish attempts while the broker is down: 0, 1, 2, 2, ... s.
+PUBLISH_RETRY_STEP = 1.0
+PUBLISH_RETRY_MAX_WAIT = 2.0
+#: Result writes back off with full jitter between 0 and this (Celery's own formula).
+RESULT_RETRY_MAX_WAIT_MS = 2000
+
+
+def _outage_retries(s: CelerySettings) -> dict[str, Any]:
+    """Retry counts that make a task's publishes and result writes wait out an outage.
+
+    Celery bounds both by a number of attempts, not by time, and its defaults give up
+    within about a second for a publish (three quick tries): a chain whose first step
+    finished during a Redis restart or a Sentinel failover was recorded as FAILURE and
+    its next step never sent. The counts are chosen so the waits alone add up to at
+    least ``BROKER_OUTAGE_TOLERANCE``; each attempt's own connect time comes on top
+    (refused at once, or ``REDIS_CONNECT_TIMEOUT`` on a host that does not answer).
+    """
+    tolerance = s.broker_outage_tolerance
+    publish_retries = 3 + math.ceil(tolerance / PUBLISH_RETRY_MAX_WAIT)
+    # Full jitter averages half the cap once the backoff reaches it.
+    result_retries = 20 + math.ceil(tolerance * 2000 / RESULT_RETRY_MAX_WAIT_MS)
+    return {
+        "task_publish_retry_policy": {
+            "max_retries": publish_retries,
+            "interval_start": 0,
+            "interval_step": PUBLISH_RETRY_STEP,
+            "interval_max": PUBLISH_RETRY_MAX_WAIT,
+        },
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": result_retries,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": RESULT_RETRY_MAX_WAIT_MS,
+    }
+
+
 def celery_config(s: CelerySettings) -> dict[str, Any]:
     """Translate settings into Celery's configuration keys."""
     transport = _redis_transport_options(s)
@@ -119,14 +157,16 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": s.worker_prefetch_multiplier,
         "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
         "worker_max_memory_per_child": s.worker_max_memory_per_child,
-        # A redelivered acks_late task must not run twice after a broker reconnect.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A task running when the broker link drops keeps running: our transport keeps
+        # its delivery out of kombu's restore and acknowledges it once Redis is back
+        # (transport.py), so it neither runs twice nor is killed. Celery's cancel would
+        # kill prefork tasks (work lost, run again) and cannot stop threads at all.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_deduplicate_successful_tasks": s.task_acks_late,
         "worker_send_task_events": s.enable_monitoring,
         "task_send_sent_event": s.enable_monitoring,
         "result_expires": timedelta(seconds=s.result_expires),
-        "result_backend_always_retry": True,
-        "result_backend_max_retries": 20,
+        **_outage_retries(s),
         "timezone": s.timezone,
         "enable_utc": True,
         "beat_schedule": {
@@ -143,12 +183,28 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
     }
     if s.broker_scheme == "rediss":
         conf["broker_use_ssl"] = s.ssl_options()
+    # kombu's transports plus requeue on restart, deferred acks and client reuse
+    # (transport.py).
     if s.broker_scheme in ("redis", "rediss"):
-        # kombu's transport plus requeue on restart and client reuse (transport.py).
         conf["broker_transport"] = "pixcrawler.celery_core.transport:Transport"
+    elif s.broker_scheme == "sentinel":
+        conf["broker_transport"] = "pixcrawler.celery_core.transport:SentinelTransport"
     if s.backend_scheme == "rediss":
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf
+
+
+@signals.worker_ready.connect
+def quiet_cancel_warning(**_: Any) -> None:
+    """Drop the warning Celery logs on every lost broker link: that cancelling running
+    acks_late tasks will become the default. This app keeps them running on purpose
+    (``celery_config``). Installed once the worker is ready, because the worker's log
+    setup turns every Celery deprecation warning back on."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
+        category=CPendingDeprecationWarning,
+    )
 
 
 @signals.celeryd_init.connect

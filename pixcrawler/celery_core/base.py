@@ -28,6 +28,8 @@ from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import TaskError, TransientError
 
 ENVELOPE_SCHEMA = "pixcrawler.result/v1"
+#: The code of a failure nobody foresaw (a bug): logged with its traceback.
+UNEXPECTED = "unexpected_error"
 
 #: Exceptions that mean "the world was briefly unavailable", not "the input is wrong".
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -81,7 +83,7 @@ def classify(exc: BaseException) -> TaskError:
         return TransientError("transient", f"{type(exc).__name__}: {exc}")
     if isinstance(exc, TypeError | ValueError):
         return TaskError("invalid_payload", f"{type(exc).__name__}: {exc}")
-    return TaskError("unexpected_error", f"{type(exc).__name__}: {exc}")
+    return TaskError(UNEXPECTED, f"{type(exc).__name__}: {exc}")
 
 
 def _queue_of(task: Task[Any, Any]) -> str | None:
@@ -95,6 +97,11 @@ class BaseTask(Task):  # type: ignore[type-arg]
 
     #: Retries are decided here, never by ``autoretry_for``.
     autoretry_for = ()
+    #: Expected failures: Celery logs them in one line at INFO, without a traceback;
+    #: our own ``task_failed`` line says what went wrong (``_fail``).
+    throws = (TaskError,)
+    #: ``celery inspect`` replies show the masked argument copies (amqp.py).
+    Request = "pixcrawler.celery_core.amqp:MaskedRequest"
     #: Per-task override of ``PIXCRAWLER_CELERY_TASK_MAX_RETRIES``; None = the setting.
     max_retries: int | None = None
 
@@ -145,10 +152,27 @@ class BaseTask(Task):  # type: ignore[type-arg]
                 f"gave up after {retries} retries: {error.message}",
                 {"last_error": error.code, **error.details},
             )
-        self._log("task_failed", level=logging.ERROR, duration=duration, error=str(error))
+        # Bad input, a refused destination, not an image: the task did its job, one line
+        # at WARNING says why. A bug is an ERROR, with its traceback.
+        unexpected = not isinstance(exc, TaskError) and error.code == UNEXPECTED
+        self._log(
+            "task_failed",
+            level=logging.ERROR if unexpected else logging.WARNING,
+            duration=duration,
+            error=str(error),
+            exc_info=exc if unexpected else None,
+        )
         raise error from exc
 
-    def _log(self, event: str, *, level: int = logging.INFO, duration: float, **extra: Any) -> None:
+    def _log(
+        self,
+        event: str,
+        *,
+        level: int = logging.INFO,
+        duration: float,
+        exc_info: BaseException | None = None,
+        **extra: Any,
+    ) -> None:
         fields: dict[str, Any] = {
             "event": event,
             "task": self.name,
@@ -162,9 +186,10 @@ class BaseTask(Task):  # type: ignore[type-arg]
         if not logger.isEnabledFor(level):
             return
         if self.settings.log_json:
-            logger.log(level, json.dumps(fields, default=str))
+            logger.log(level, json.dumps(fields, default=str), exc_info=exc_info)
         else:
-            logger.log(level, " ".join(f"{k}={_quote(v)}" for k, v in fields.items()))
+            line = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+            logger.log(level, line, exc_info=exc_info)
 
 
 def _quote(value: Any) -> str:

@@ -287,6 +287,15 @@ class CelerySettings(BaseSettings):
         True,
         description="A restarted worker requeues at once what its killed predecessor held",
     )
+    broker_outage_tolerance: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a finished task keeps retrying its writes to Redis (the chain's next"
+            " step, its retry, its result) before it is recorded as failed"
+        ),
+    )
 
     # --- workers -------------------------------------------------------------------
     worker_concurrency: int = Field(35, ge=1, le=1000, description="Worker processes/threads")

@@ -32,15 +32,20 @@ start, see :func:`record_worker_node`), ``pixcrawler_requeue_on_restart`` and
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Collection
 from functools import cached_property
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
+
+logger = logging.getLogger(__name__)
 
 #: This process, in each owner record: says which process of a node took a delivery.
 INCARNATION = uuid.uuid4().hex
@@ -66,8 +71,23 @@ def parse_owner(raw: bytes | str) -> tuple[str, str]:
         return "", ""
 
 
+#: Acknowledgements that found the broker down, by delivery tag: applied by the next
+#: channel this process opens, before its sweep could requeue them.
+_DEFERRED_ACKS: set[str] = set()
+_DEFERRED_LOCK = threading.Lock()
+
+#: What a lost broker link raises on the way out of redis-py.
+_LINK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def deferred_acks() -> set[str]:
+    with _DEFERRED_LOCK:
+        return set(_DEFERRED_ACKS)
+
+
 class QoS(_BaseQoS):  # type: ignore[misc]
-    """kombu's ack emulation, plus the owner record in the same transactions."""
+    """kombu's ack emulation, plus the owner record in the same transactions, and
+    acknowledgements that survive a lost broker link."""
 
     channel: Channel
 
@@ -84,6 +104,57 @@ class QoS(_BaseQoS):  # type: ignore[misc]
                 self.unacked_key, delivery_tag, raw
             ).hset(self.channel.unacked_owner_key, delivery_tag, owner).execute()
         virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: Any) -> None:
+        """kombu's ack; a task that finished while the broker was down is acknowledged
+        when it is back.
+
+        Without this, Celery logs "Couldn't ack" and the delivery stays in ``unacked``
+        until a restore puts it back in the queue: the task, finished, runs again. The
+        tag is kept in this process and removed from ``unacked`` by the next channel it
+        opens (``basic_consume``), before that channel's sweep looks for leftovers.
+        """
+        if self.channel.owner is None:
+            super().ack(delivery_tag)
+            return
+        try:
+            self._remove_from_indices(delivery_tag).execute()
+        except _LINK_ERRORS as exc:
+            with _DEFERRED_LOCK:
+                _DEFERRED_ACKS.add(str(delivery_tag))
+            logger.warning(
+                "broker unreachable; acknowledgement of %s deferred until it is back (%s)",
+                delivery_tag,
+                type(exc).__name__,
+            )
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's restore when a channel closes, minus the tasks this process is running.
+
+        A channel closes on a lost broker link while its tasks keep running (the app
+        does not cancel them, see app.py): restoring their deliveries would hand them to
+        a second worker. They stay in ``unacked`` with their owner record and are
+        acknowledged when they finish; if this process dies first, its restart requeues
+        them. Deliveries it only held in reserve go back now, as kombu does.
+        """
+        if self.channel.owner is None:
+            return super().restore_unacked(client)
+        running = running_tags()
+        try:
+            with self.channel.conn_or_acquire(client) as conn:
+                for tag in list(self._delivered):
+                    if str(tag) not in running:
+                        self.restore_by_tag(tag, client=conn)
+        except _LINK_ERRORS as exc:
+            # They stay in ``unacked``: the next channel's sweep requeues them.
+            logger.warning(
+                "broker unreachable; %d reserved deliveries wait for the reconnect (%s)",
+                len(self._delivered) - len(running & {str(t) for t in self._delivered}),
+                type(exc).__name__,
+            )
+        self._delivered.clear()
+        return None
 
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         # Every way out of ``unacked`` (ack, reject, kombu's restore, ours) passes here,
@@ -132,9 +203,23 @@ class Channel(_BaseChannel):  # type: ignore[misc]
             # forgets prefetched and scheduled tasks on a reconnect, and Redis was not
             # there to take them back. A broker still down raises here, and the worker's
             # reconnect loop comes back.
+            self._apply_deferred_acks()
             requeue_node(self, node, spare=self._in_flight())
             self.__dict__["_swept"] = True
         return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _apply_deferred_acks(self) -> None:
+        """Acknowledge what finished while the broker was down (QoS.ack)."""
+        pending = deferred_acks()
+        if not pending:
+            return
+        with self.qos.pipe_or_acquire() as pipe:
+            for tag in pending:
+                pipe = self.qos._remove_from_indices(tag, pipe)
+            pipe.execute()
+        with _DEFERRED_LOCK:
+            _DEFERRED_ACKS.difference_update(pending)
+        logger.info("acknowledged %d deliveries deferred while the broker was down", len(pending))
 
     def _in_flight(self) -> set[str]:
         """Delivery tags this process still holds: tasks running, reserved or waiting
@@ -143,9 +228,9 @@ class Channel(_BaseChannel):  # type: ignore[misc]
 
         # celery-types does not know scheduled_requests (Celery >= 5.5 has it).
         scheduled: Any = getattr(state, "scheduled_requests", ())
-        held = [*state.active_requests, *state.reserved_requests, *scheduled]
+        held = [*state.reserved_requests, *scheduled]
         tags = {str(getattr(r.message, "delivery_tag", "")) for r in held}
-        return tags | {str(tag) for tag in self.qos._delivered}
+        return tags | running_tags() | {str(tag) for tag in self.qos._delivered}
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous or not self.pixcrawler_client_reuse:
@@ -157,6 +242,13 @@ class Channel(_BaseChannel):  # type: ignore[misc]
             client = super()._create_client()
             self.__dict__["_pixcrawler_client"] = client
         return client
+
+
+def running_tags() -> set[str]:
+    """Delivery tags of the tasks this worker process is running now."""
+    from celery.worker import state
+
+    return {str(getattr(r.message, "delivery_tag", "")) for r in state.active_requests}
 
 
 def requeue_node(channel: Channel, node: str, spare: Collection[str] = ()) -> list[str]:
@@ -189,3 +281,18 @@ def owners(channel: Channel) -> dict[str, int]:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[misc]
+    """The same changes on kombu's Sentinel channel, which finds the master through the
+    Sentinels: the owner records and deferred acks live in the master's dataset, and
+    follow it through a failover like kombu's own ``unacked`` hash."""
+
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        *Channel.from_transport_options[len(_BaseChannel.from_transport_options) :],
+    )
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -82,18 +82,20 @@ def test_no_secret_in_the_worker_log(traffic: list[Any], worker: Worker) -> None
 
 
 def test_no_secret_in_ps_output(worker: Worker, redis_server: RedisServer) -> None:
-    # The two processes that hold the password are looked up by PID. Once, in a full run,
-    # the machine-wide listing came back without the live worker (which served the next
-    # test); the cause was not found, so the listing only serves the secret scan.
+    # -ww: without it ps cuts each line at its output width (80 columns when not on a
+    # terminal). A checkout under a longer path then cut the worker's own line before
+    # "worker", and a password past column 80 would never have been seen at all.
     assert worker.proc is not None
     assert redis_server.proc is not None
     own = subprocess.run(
-        ["ps", "-o", "args=", "-p", f"{worker.proc.pid},{redis_server.proc.pid}"],
+        ["ps", "-ww", "-o", "args=", "-p", f"{worker.proc.pid},{redis_server.proc.pid}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "celery -A pixcrawler.celery_core.app worker" in own, own
     assert "redis-server" in own, own
-    args = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    args = subprocess.run(
+        ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
     # Name the offending processes, never the password.
     leaking = [line.split(maxsplit=1)[0] for line in args.splitlines() if REDIS_PASSWORD in line]
     assert REDIS_PASSWORD not in own, "the worker's or Redis's own command line"

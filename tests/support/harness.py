@@ -224,6 +224,84 @@ class RedisServer:
         self.start()
 
 
+class SentinelServer:
+    """One Redis Sentinel (``redis-server --sentinel``) watching *master*, with a password.
+
+    It logs into the master as the tests' admin user: Sentinel needs INFO, CLIENT,
+    PUBLISH and SUBSCRIBE there, which the role's app user is not given.
+    """
+
+    MASTER_NAME = "pxc-test"
+
+    def __init__(self, workdir: Path, master: RedisServer, password: str) -> None:
+        self.workdir = workdir
+        self.master = master
+        self.password = password
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "sentinel.conf"
+        self.log = workdir / "sentinel.log"
+        name = self.MASTER_NAME
+        self.config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    f"dir {workdir}",
+                    f"logfile {self.log}",
+                    f'requirepass "{password}"',
+                    f"sentinel monitor {name} 127.0.0.1 {master.port} 1",
+                    f"sentinel auth-user {name} {ADMIN_USER}",
+                    f'sentinel auth-pass {name} "{master.password}"',
+                    f"sentinel down-after-milliseconds {name} 2000",
+                    "",
+                ]
+            )
+        )
+        self.config.chmod(0o600)
+
+    def url(self, db: int) -> str:
+        """The clients' URL: Sentinel's address, the master's user and password."""
+        return (
+            f"sentinel://{self.master.app_user}:{self.master.password}@127.0.0.1:{self.port}/{db}"
+        )
+
+    def env(self, storage: Path, broker_db: int, **overrides: str) -> dict[str, str]:
+        return settings_env(
+            self.master,
+            storage,
+            broker_url=self.url(broker_db),
+            result_backend=self.url(broker_db + 1),
+            sentinel_master_name=self.MASTER_NAME,
+            sentinel_password=self.password,
+            **overrides,
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, str(self.config), "--sentinel"], start_new_session=True
+        )
+        wait_for(self._knows_master, 15, f"redis-sentinel on port {self.port}")
+
+    def _knows_master(self) -> bool:
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            return bool(client.sentinel_masters())
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+
 def settings_env(redis_server: RedisServer, storage: Path, **overrides: str) -> dict[str, str]:
     """A full process environment for pixcrawler code talking to *redis_server*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}

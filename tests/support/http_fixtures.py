@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ class Route:
     stream_bytes: int = 0
     #: Send only headers, with this Content-Length, and no body.
     declared_length: int | None = None
+    #: Seconds to wait before answering (a slow server keeps a crawl in flight).
+    delay: float = 0.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -38,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         status = route.statuses[min(served, len(route.statuses) - 1)]
+        if route.delay:
+            time.sleep(route.delay)
         self.send_response(status)
         for name, value in route.headers.items():
             self.send_header(name, value)

@@ -24,6 +24,7 @@ RECORD_TASKS = {
     "maintenance": "celery_core.cleanup_test_record",
 }
 SLEEP_TASK = "builder.tasks.test_sleep"
+BUG_TASK = "test_support.bug"
 
 
 def _record(task: BaseTask, key: str, label: str) -> str:
@@ -43,3 +44,9 @@ def sleep_task(self: BaseTask, key: str, seconds: float) -> dict[str, int]:
     time.sleep(seconds)
     client.rpush(key, f"done:{os.getpid()}")
     return {"pid": os.getpid()}
+
+
+@app.task(bind=True, base=BaseTask, name=BUG_TASK)
+def bug_task(self: BaseTask, marker: str) -> None:
+    """A task with a bug in it: what an unforeseen exception looks like in the logs."""
+    raise RuntimeError(f"bug {marker}")

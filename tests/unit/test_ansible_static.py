@@ -238,6 +238,19 @@ beat:
 """
 
 
+def strong_vault_overrides() -> tuple[str, list[str]]:
+    """-e pairs that replace the committed prod vault's placeholder passwords with strong
+    ones, so a test reaches the check it is about; and the secret they share, which no
+    output may show."""
+    strong = secrets.token_hex(16)
+    names = (
+        "vault_pixcrawler_redis_app_password",
+        "vault_pixcrawler_redis_flower_password",
+        "vault_pixcrawler_flower_basic_auth_password",
+    )
+    return strong, [arg for i, n in enumerate(names) for arg in ("-e", f"{n}={'abc'[i]}{strong}")]
+
+
 needs_local_deploy_tools = pytest.mark.skipif(
     not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3 (Debian)"
 )
@@ -327,17 +340,12 @@ def test_weak_vault_placeholders_are_refused(tmp_path: Path, env: str) -> None:
 @needs_local_deploy_tools
 def test_missing_flower_credentials_are_refused_in_prod(tmp_path: Path) -> None:
     inventory = local_inventory("prod").replace("    other.invalid:\n", "")
-    strong = secrets.token_hex(16)
+    strong, overrides = strong_vault_overrides()
     output = preflight(
         tmp_path,
         "prod",
         inventory,
-        "-e",
-        f"vault_pixcrawler_redis_app_password=a{strong}",
-        "-e",
-        f"vault_pixcrawler_redis_flower_password=b{strong}",
-        "-e",
-        f"vault_pixcrawler_flower_basic_auth_password=c{strong}",
+        *overrides,
         "-e",
         "vault_pixcrawler_flower_basic_auth_user=",
     )
@@ -360,8 +368,7 @@ def test_worker_hosts_sharing_a_host_name_fail_before_changes(tmp_path: Path) ->
             "workers:\n  hosts:\n    localhost:\n    twin:\n",
         )
     )
-    # Both hosts keep images in the one directory of this machine: declared as shared, so
-    # the store check lets the run reach the host-name check.
+    # Both names are this machine, so they do share its disk: past the image-store check.
     output = preflight(
         tmp_path, "dev", inventory, "-e", '{"pixcrawler_storage_shared_filesystem": true}'
     )
@@ -436,17 +443,12 @@ def test_placeholder_s3_keys_are_refused_in_prod(tmp_path: Path) -> None:
         "objectstore",
         "    localhost:\n",
     )
-    strong = secrets.token_hex(16)
+    strong, overrides = strong_vault_overrides()
     output = preflight(
         tmp_path,
         "prod",
         inventory,
-        "-e",
-        f"vault_pixcrawler_redis_app_password=a{strong}",
-        "-e",
-        f"vault_pixcrawler_redis_flower_password=b{strong}",
-        "-e",
-        f"vault_pixcrawler_flower_basic_auth_password=c{strong}",
+        *overrides,
     )
     assert "pixcrawler_storage_s3_access_key_id is weak" in output
     for placeholder in ("CHANGE-ME-s3-app-secret", "CHANGE-ME-s3-admin-secret"):

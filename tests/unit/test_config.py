@@ -333,7 +333,7 @@ def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
     assert off["broker_transport"] == "pixcrawler.celery_core.transport:Transport"
     assert off["broker_transport_options"]["pixcrawler_client_reuse"] is False
     assert off["broker_transport_options"]["pixcrawler_requeue_on_restart"] is False
-    # Sentinel keeps kombu's own sentinel transport.
+    # Sentinel: kombu's Sentinel channel with the same changes.
     sentinel = celery_config(
         load_settings(
             {
@@ -342,7 +342,8 @@ def test_redis_urls_use_the_package_transport_with_its_switches() -> None:
             }
         )
     )
-    assert "broker_transport" not in sentinel
+    assert sentinel["broker_transport"] == "pixcrawler.celery_core.transport:SentinelTransport"
+    assert sentinel["broker_transport_options"]["pixcrawler_requeue_on_restart"] is True
 
 
 #: The README's "no default" cell (an en dash).
@@ -402,3 +403,20 @@ def test_readme_settings_table_matches_the_defaults() -> None:
             assert actual == documented, f"README says {name} defaults to {documented}"
             checked += 1
     assert checked >= 25, f"only {checked} defaults found in the README table"
+
+
+@pytest.mark.parametrize("tolerance", [0, 60, 600])
+def test_publish_and_result_retries_wait_out_the_outage_tolerance(tolerance: int) -> None:
+    """Celery counts attempts, not seconds: the counts must cover the tolerance."""
+    conf = celery_config(load_settings({f"{P}BROKER_OUTAGE_TOLERANCE": str(tolerance)}))
+    policy = conf["task_publish_retry_policy"]
+    waits = [
+        min(policy["interval_start"] + n * policy["interval_step"], policy["interval_max"])
+        for n in range(policy["max_retries"])
+    ]
+    assert sum(waits) >= tolerance
+    # Full jitter: on average half the cap per attempt once the backoff reaches it.
+    cap = conf["result_backend_max_sleep_between_retries_ms"] / 1000
+    assert conf["result_backend_max_retries"] * cap / 2 >= tolerance
+    assert conf["result_backend_always_retry"] is True
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is False

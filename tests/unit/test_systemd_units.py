@@ -127,6 +127,14 @@ def test_worker_stop_timeout_exceeds_task_hard_limit() -> None:
     assert seconds(one(load(WORKER), "Service", "TimeoutStopSec")) > hard_limit
 
 
+def test_worker_logs_are_not_throttled_away_by_journald_defaults() -> None:
+    """journald's default: 10,000 messages per 30 s per service; a worker logs three per
+    task, so a 1,000 tasks/s burst (docs/BENCHMARKS.md) must fit in the unit's own limit."""
+    unit = load(WORKER)
+    assert seconds(one(unit, "Service", "LogRateLimitIntervalSec")) == 30
+    assert int(one(unit, "Service", "LogRateLimitBurst")) >= 3 * 1000 * 30
+
+
 def test_worker_command_line_takes_every_queue_setting_from_env() -> None:
     unit = load(WORKER)
     exec_start = one(unit, "Service", "ExecStart")
