@@ -18,6 +18,7 @@ from typing import Any
 
 from pixcrawler import __version__, verify
 from pixcrawler.celery_core.config import (
+    CHECK_FILES_HERE,
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
     SettingsError,
@@ -44,7 +45,11 @@ def config_check(args: argparse.Namespace) -> int:
     Values that parse can still kill a worker at runtime; the dry run catches those too,
     naming the variable, before anything is restarted with them.
     """
-    problems = worker_problems(_settings_or_exit(args.env_file))
+    token = CHECK_FILES_HERE.set(not args.files_on_host)
+    try:
+        problems = worker_problems(_settings_or_exit(args.env_file))
+    finally:
+        CHECK_FILES_HERE.reset(token)
     if problems:
         print(SettingsError(problems), file=sys.stderr)
         return EXIT_USAGE
@@ -152,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         parents=[env_file],
         help="validate the settings and what a worker builds from them; exit 2 naming each problem",
+    )
+    check.add_argument(
+        "--files-on-host",
+        action="store_true",
+        help="the CA bundles and certificates the settings name are on the host that will"
+        " read them, not here: do not look for them (the Ansible preflight on the controller)",
     )
     check.set_defaults(handler=config_check)
     show = config_commands.add_parser(

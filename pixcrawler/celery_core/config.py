@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -565,8 +566,7 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
     uses_tls = "rediss" in (s.broker_scheme, s.backend_scheme)
     if uses_tls:
         for key in ("ca_certs", "certfile", "keyfile"):
-            path = getattr(s, f"redis_ssl_{key}")
-            if path is not None and not Path(path).is_file():
+            if _missing_file(getattr(s, f"redis_ssl_{key}")):
                 problems.append((env_name(f"redis_ssl_{key}"), "file does not exist"))
         if (s.redis_ssl_certfile is None) != (s.redis_ssl_keyfile is None):
             problems.append(
@@ -580,6 +580,17 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
     return problems
 
 
+#: Whether the files the settings name (CA bundles, client certificates) must exist on
+#: this machine. False only while ``pixcrawler config check --files-on-host`` runs: the
+#: Ansible preflight checks on the controller the env file a host will get, and the files
+#: it names are the host's, not the controller's (roles install them later in the run).
+CHECK_FILES_HERE: ContextVar[bool] = ContextVar("pixcrawler_check_files_here", default=True)
+
+
+def _missing_file(path: Path | str | None) -> bool:
+    return path is not None and CHECK_FILES_HERE.get() and not Path(path).is_file()
+
+
 def _storage_problems(s: CelerySettings) -> list[tuple[str, str]]:
     """An s3:// store needs the app's credentials; a CA bundle must exist."""
     problems: list[tuple[str, str]] = []
@@ -590,8 +601,7 @@ def _storage_problems(s: CelerySettings) -> list[tuple[str, str]]:
             problems.append(
                 (env_name(field), f"is required with an s3:// {env_name('storage_url')}")
             )
-    bundle = s.storage_s3_ca_bundle
-    if bundle is not None and not Path(bundle).is_file():
+    if _missing_file(s.storage_s3_ca_bundle):
         problems.append((env_name("storage_s3_ca_bundle"), "file does not exist"))
     return problems
 

@@ -19,7 +19,7 @@ from celery import Celery
 from celery.schedules import BaseSchedule, maybe_schedule
 
 from pixcrawler.celery_core.app import celery_config, create_app
-from pixcrawler.celery_core.config import CelerySettings, env_name
+from pixcrawler.celery_core.config import CHECK_FILES_HERE, CelerySettings, env_name
 from pixcrawler.celery_core.scrub import scrub, secrets_of
 
 #: Celery configuration keys holding socket timeouts, and the setting each comes from.
@@ -129,7 +129,10 @@ def _storage(settings: CelerySettings, attempt: Attempt) -> None:
     if not isinstance(settings.storage_location, S3Location):
         return
     bundle = settings.storage_s3_ca_bundle
-    if bundle is not None:
+    if bundle is not None and not CHECK_FILES_HERE.get():
+        # The bundle is the host's: build the client without it here.
+        settings = settings.model_copy(update={"storage_s3_ca_bundle": None})
+    elif bundle is not None:
         from pixcrawler.storage.s3 import read_ca_bundle
 
         if not attempt(

@@ -34,12 +34,12 @@ def operator_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(config, "DEFAULT_ENV_FILE", tmp_path / "not-installed.env")
 
 
-def check(tmp_path: Path, **values: str) -> int:
+def check(tmp_path: Path, *flags: str, **values: str) -> int:
     """Run ``pixcrawler config check`` on an env file; its exit code."""
     env_file = tmp_path / "pixcrawler.env"
     env_file.write_text("".join(f"{P}{k.upper()}={v}\n" for k, v in values.items()))
     try:
-        return cli.main(["config", "check", "--env-file", str(env_file)])
+        return cli.main(["config", "check", *flags, "--env-file", str(env_file)])
     except SystemExit as exited:
         return int(exited.code or 0)
 
@@ -94,6 +94,32 @@ def test_an_empty_broker_url_never_echoes_the_other_url(
     err = capsys.readouterr().err
     assert code == 2
     assert SECRET not in err
+
+
+HOST_FILES = {
+    "storage_url": "s3://images",
+    "storage_s3_endpoint_url": "https://store.internal:8333",
+    "storage_s3_access_key_id": "app",
+    "storage_s3_secret_access_key": SECRET,
+    "storage_s3_ca_bundle": "/etc/pixcrawler/tls/objectstore-ca.crt.absent",
+    "broker_url": "rediss://:pw@redis.internal:6380/0",
+    "result_backend": "rediss://:pw@redis.internal:6380/1",
+    "redis_ssl_ca_certs": "/etc/pixcrawler/tls/redis-ca.crt.absent",
+}
+
+
+def test_files_on_the_host_are_checked_here_unless_the_check_runs_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker host must have its CA bundles; the preflight, on the controller, cannot see
+    them (the roles install them later in the run) and says --files-on-host."""
+    assert check(tmp_path, **HOST_FILES) == 2
+    err = capsys.readouterr().err
+    assert f"{P}STORAGE_S3_CA_BUNDLE: file does not exist" in err
+    assert f"{P}REDIS_SSL_CA_CERTS: file does not exist" in err
+
+    assert check(tmp_path, "--files-on-host", **HOST_FILES) == 0, capsys.readouterr().err
+    assert config.CHECK_FILES_HERE.get() is True, "the switch outlived the check"
 
 
 def test_preflight_loader_refuses_them_too() -> None:
