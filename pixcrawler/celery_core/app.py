@@ -95,8 +95,9 @@ def _outage_retries(s: CelerySettings) -> dict[str, Any]:
     within about a second for a publish (three quick tries): a chain whose first step
     finished during a Redis restart or a Sentinel failover was recorded as FAILURE and
     its next step never sent. The counts are chosen so the waits alone add up to at
-    least ``BROKER_OUTAGE_TOLERANCE``; each attempt's own connect time comes on top
-    (refused at once, or ``REDIS_CONNECT_TIMEOUT`` on a host that does not answer).
+    least ``BROKER_OUTAGE_TOLERANCE`` (for result writes, whose waits Celery draws at
+    random, on average); each attempt's own connect time comes on top (refused at once,
+    or ``REDIS_CONNECT_TIMEOUT`` on a host that does not answer).
     """
     tolerance = s.broker_outage_tolerance
     publish_retries = 3 + math.ceil(tolerance / PUBLISH_RETRY_MAX_WAIT)

@@ -141,16 +141,16 @@ class QoS(_BaseQoS):  # type: ignore[misc]
         if self.channel.owner is None:
             return super().restore_unacked(client)
         running = running_tags()
+        reserved = [tag for tag in self._delivered if str(tag) not in running]
         try:
             with self.channel.conn_or_acquire(client) as conn:
-                for tag in list(self._delivered):
-                    if str(tag) not in running:
-                        self.restore_by_tag(tag, client=conn)
+                for tag in reserved:
+                    self.restore_by_tag(tag, client=conn)
         except _LINK_ERRORS as exc:
             # They stay in ``unacked``: the next channel's sweep requeues them.
             logger.warning(
                 "broker unreachable; %d reserved deliveries wait for the reconnect (%s)",
-                len(self._delivered) - len(running & {str(t) for t in self._delivered}),
+                len(reserved),
                 type(exc).__name__,
             )
         self._delivered.clear()
