@@ -28,7 +28,14 @@ from pixcrawler.celery_core.errors import TaskError
 from pixcrawler.celery_core.queues import PRIORITY_STEPS, queue_spec
 from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY
 from tests.conftest import REDIS_PASSWORD
-from tests.support.harness import RedisServer, Worker, client_app, settings_env, wait_for
+from tests.support.harness import (
+    RedisServer,
+    Worker,
+    client_app,
+    settings_env,
+    unacked_owners,
+    wait_for,
+)
 from tests.support.tasks import RECORD_TASKS, SLEEP_TASK
 
 TIMEOUT = 60
@@ -194,14 +201,6 @@ def _hold_unacked(
     return ids
 
 
-def _owners(broker: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for raw in broker.hvals(UNACKED_OWNER_KEY):
-        node = json.loads(raw)[0]
-        counts[node] = counts.get(node, 0) + 1
-    return counts
-
-
 def _own_dbs_env(redis_server: RedisServer, storage: Path) -> dict[str, str]:
     return settings_env(
         redis_server, storage, broker_url=redis_server.url(14), result_backend=redis_server.url(15)
@@ -235,7 +234,7 @@ def test_restarted_worker_requeues_what_its_killed_predecessor_held(
     crawl_key, gone_key = f"held:{uuid.uuid4().hex}", f"gone:{uuid.uuid4().hex}"
     crawl_ids = _hold_unacked(env, tmp_path, crawl_node, crawl_key, 5)
     gone_ids = _hold_unacked(env, tmp_path, gone_node, gone_key, 3, queue="validation")
-    assert _owners(broker) == {crawl_node: 5, gone_node: 3}
+    assert unacked_owners(broker) == {crawl_node: 5, gone_node: 3}
     assert broker.hlen("unacked") == 8
 
     replacement = Worker(
@@ -249,7 +248,7 @@ def test_restarted_worker_requeues_what_its_killed_predecessor_held(
         took = time.monotonic() - restarted
         # 4 s tasks, run once more: nowhere near the hour of VISIBILITY_TIMEOUT.
         assert took < 60, took
-        wait_for(lambda: _owners(broker) == {gone_node: 3}, 10, "the acks")
+        wait_for(lambda: unacked_owners(broker) == {gone_node: 3}, 10, "the acks")
         # The other node's deliveries were not touched...
         assert len(_labels(results, gone_key)) == 3
         assert {app.AsyncResult(i).state for i in gone_ids} == {"PENDING"}
@@ -369,7 +368,7 @@ def test_redis_restart_keeps_queued_and_held_tasks_with_the_shipped_acl(
         broker = own.client(0)
         queued = sum(broker.llen(k) for k in broker.scan_iter() if broker.type(k) == b"list")
         assert queued == count
-        assert _owners(broker) == {node: 4}
+        assert unacked_owners(broker) == {node: 4}
         pid_before = own.proc.pid if own.proc else None
         own.restart()
         assert own.proc is not None
@@ -379,7 +378,7 @@ def test_redis_restart_keeps_queued_and_held_tasks_with_the_shipped_acl(
         assert "CRITICAL" not in log
         # The bookkeeping came back whole, in the right database.
         assert broker.hlen("unacked") == 4
-        assert _owners(broker) == {node: 4}
+        assert unacked_owners(broker) == {node: 4}
         # On Redis 8.0 a refused block's SELECT sent later writes to the result database.
         strays = [k for k in own.client(1).scan_iter() if k.decode().split(SEP)[0] in queues]
         assert not strays

@@ -8,11 +8,9 @@ the point is that the sentinel:// path runs the same transport code as redis://.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -24,6 +22,7 @@ from tests.support.harness import (
     Worker,
     client_app,
     running,
+    unacked_owners,
     wait_for,
 )
 from tests.support.tasks import SLEEP_TASK
@@ -43,14 +42,6 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServe
     finally:
         watcher.stop()
         master.stop()
-
-
-def _owners(client: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for raw in client.hvals(UNACKED_OWNER_KEY):
-        node = json.loads(raw)[0]
-        counts[node] = counts.get(node, 0) + 1
-    return counts
 
 
 def test_a_killed_worker_behind_sentinel_gets_its_tasks_back_at_restart(
@@ -79,7 +70,7 @@ def test_a_killed_worker_behind_sentinel_gets_its_tasks_back_at_restart(
         try:
             sent = [app.send_task(SLEEP_TASK, args=[key, 4], queue="crawl") for _ in range(2)]
             wait_for(lambda: results.llen(key) == 2, 30, "both tasks to start")
-            assert _owners(broker) == {node: 2}, "owner records written through Sentinel"
+            assert unacked_owners(broker) == {node: 2}, "owner records written through Sentinel"
         finally:
             first.kill()
         started = time.monotonic()

@@ -9,6 +9,7 @@ an operator's env file would give them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,14 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY
 from tests.support.paths import REPO
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -43,6 +46,30 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.0
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def answers(client: redis.Redis, call: Callable[[redis.Redis], object]) -> bool:
+    """Whether a server still starting answers *call* truthfully; the client is closed.
+
+    The client should not retry: redis-py's default retry backs off for seconds on a
+    refused connection, which is exactly what a server still starting gives.
+    """
+    try:
+        return bool(call(client))
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def unacked_owners(client: Any) -> dict[str, int]:
+    """Unacknowledged deliveries per node, read from the transport's owner records
+    (decoded here, not by the transport's own parser under test)."""
+    counts: dict[str, int] = {}
+    for raw in client.hvals(UNACKED_OWNER_KEY):
+        node = json.loads(raw)[0]
+        counts[node] = counts.get(node, 0) + 1
+    return counts
 
 
 class TlsFiles:
@@ -192,15 +219,7 @@ class RedisServer:
         wait_for(self._pings, 15, f"redis-server on port {self.port}")
 
     def _pings(self) -> bool:
-        # No retries: redis-py's default retry backs off for seconds on a refused
-        # connection, which is exactly what a server still starting gives.
-        client = self.client(retry=Retry(NoBackoff(), 0))
-        try:
-            return bool(client.ping())
-        except redis.exceptions.RedisError:
-            return False
-        finally:
-            client.close()
+        return answers(self.client(retry=Retry(NoBackoff(), 0)), lambda c: c.ping())
 
     def stop(self) -> None:
         """Graceful shutdown: on SIGTERM Redis fsyncs the AOF before exiting.
@@ -288,12 +307,7 @@ class SentinelServer:
         client = redis.Redis(
             host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)
         )
-        try:
-            return bool(client.sentinel_masters())
-        except redis.exceptions.RedisError:
-            return False
-        finally:
-            client.close()
+        return answers(client, lambda c: c.sentinel_masters())
 
     def stop(self) -> None:
         if self.proc is not None:
