@@ -157,6 +157,8 @@ def test_every_scenario_runs_the_full_sequence() -> None:
 #: Which multihost test host plays which env/prod/hosts.yml host.
 MULTIHOST_AS_PROD = {
     "pxc-mh-redis": "redis-1.prod.example.internal",
+    "pxc-mh-redis2": "redis-2.prod.example.internal",
+    "pxc-mh-redis3": "redis-3.prod.example.internal",
     "pxc-mh-worker1": "worker-1.prod.example.internal",
     "pxc-mh-worker2": "worker-2.prod.example.internal",
 }

@@ -169,6 +169,7 @@ class RedisServer:
                 "users.acl.j2",
                 pixcrawler_redis_app_password=self.password,
                 pixcrawler_redis_flower_password=self.password + "-flower",
+                pixcrawler_sentinel_hosts=[],
             )
             + f"user {ADMIN_USER} on >{self.password} ~* &* +@all\n"
         )
@@ -183,6 +184,7 @@ class RedisServer:
             pixcrawler_redis_dir=str(self.workdir),
             pixcrawler_redis_acl_file=str(acl),
             pixcrawler_service_manager_resolved="supervisor",  # no pidfile in /run/redis
+            pixcrawler_sentinel_hosts=[],
         )
         # The role logs to stdout (the journal); the tests read a file.
         return conf.replace('logfile ""', f"logfile {self.log}")

@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import yaml  # type: ignore[import-untyped]
 
 from tests.support.paths import REPO
@@ -59,7 +60,11 @@ def role_vars(role: str, **overrides: Any) -> dict[str, Any]:
         for key, value in values.items():
             if key in overrides or not isinstance(value, str) or "{{" not in value:
                 continue
+            # A value built on one that is still a template would be built on its text.
             try:
+                names = jinja2.meta.find_undeclared_variables(env.parse(value))
+                if any(isinstance(values.get(n), str) and "{{" in values[n] for n in names):
+                    continue
                 text = env.from_string(value).render(values)
             except jinja2.TemplateError:  # Ansible-only filters, inventory state
                 continue
