@@ -1,11 +1,12 @@
 """End-to-end verification of a deployment, run by an operator (or Ansible) on a host.
 
 It reads the same env file as the workers and exercises the real path a task takes:
-broker, result backend, the image store (a probe object written, read and deleted with
-the app's own identity), live consumers per queue, a health check through each queue,
-and a crawl->validate chain on a new image it serves itself. Every check is bounded by
-``--timeout`` (socket timeouts, ``result.get(timeout=...)`` and a thread join as the last
-resort), so a hung Redis or object store yields FAIL lines, not a hung shell.
+the Sentinels around the broker (with a sentinel:// broker), broker, result backend,
+the image store (a probe object written, read and deleted with the app's own identity),
+live consumers per queue, a health check through each queue, and a crawl->validate
+chain on a new image it serves itself. Every check is bounded by ``--timeout`` (socket
+timeouts, ``result.get(timeout=...)`` and a thread join as the last resort), so a hung
+Redis or object store yields FAIL lines, not a hung shell.
 
 It only ever touches its own messages and objects: nothing is purged, no queue is
 drained, only its own task ids are awaited, forgotten, or (after a timeout) revoked. The
@@ -59,6 +60,7 @@ from pixcrawler.errortext import describe_error, describe_task_error
 from pixcrawler.image_server import NoAcceptableFormat, probe_image, serve_image
 from pixcrawler.storage import ImageStore, OutsideStore, open_store
 from pixcrawler.storage.location import FileLocation
+from pixcrawler.verify_sentinel import SentinelProblem, check_sentinels
 
 if TYPE_CHECKING:
     import redis
@@ -75,6 +77,10 @@ PROBE_EXTENSION = "probe"
 #: Celery polls for results once a second, so a wait can overrun its timeout by that much.
 RESULT_POLL = 1.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SENTINEL_CHECK = "sentinel"
+#: Checks whose SKIP means "does not apply here" (no Sentinel without sentinel://), so
+#: --strict does not count it.
+OPTIONAL_CHECKS = frozenset({SENTINEL_CHECK})
 
 T = TypeVar("T")
 
@@ -305,6 +311,7 @@ class Verifier:
         broker_url = redact_url(s.broker_url.get_secret_value())
         backend_url = redact_url(s.result_backend.get_secret_value())
 
+        self.check_sentinel()
         broker_ok = self.step("broker", lambda: f"{broker_url}: {ping_broker(app)}", broker_url)
         backend_ok = self.step(
             "result_backend", lambda: f"{backend_url}: {ping_backend(app)}", backend_url
@@ -314,6 +321,21 @@ class Verifier:
         self.check_health(app, broker_ok, backend_ok, consumers)
         self.check_chain(app, broker_ok, backend_ok, consumers)
         return self.checks
+
+    def check_sentinel(self) -> None:
+        """The Sentinel set around the broker (verify_sentinel.py); only for sentinel://."""
+        scheme = self.settings.broker_scheme
+        if scheme != "sentinel":
+            self.skip(SENTINEL_CHECK, f"the broker is {scheme}://, not sentinel://")
+            return
+
+        def survey() -> str:
+            try:
+                return check_sentinels(self.settings, self.io_timeout)
+            except SentinelProblem as exc:
+                raise CheckFailed(str(exc)) from None
+
+        self.step(SENTINEL_CHECK, survey)
 
     def store(self) -> ImageStore:
         """The store the workers use, as this host's settings name it (built once)."""
@@ -700,8 +722,12 @@ def _printer(as_json: bool) -> Callable[[Check], None]:
 
 
 def _exit_code(checks: Sequence[Check], strict: bool) -> int:
-    bad = {FAIL, SKIP} if strict else {FAIL}
-    return EXIT_FAILED if any(c.status in bad for c in checks) else EXIT_OK
+    def bad(check: Check) -> bool:
+        if check.status == SKIP:
+            return strict and check.name not in OPTIONAL_CHECKS
+        return check.status == FAIL
+
+    return EXIT_FAILED if any(bad(c) for c in checks) else EXIT_OK
 
 
 def _report(checks: Sequence[Check], code: int, as_json: bool) -> None:

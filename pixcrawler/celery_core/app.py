@@ -76,8 +76,15 @@ def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
     }
     if s.sentinel_master_name:
         options["master_name"] = s.sentinel_master_name
-        if s.sentinel_password is not None:
-            options["sentinel_kwargs"] = {"password": s.sentinel_password.get_secret_value()}
+        # redis-py gives the Sentinel connections only these, not the master's
+        # timeouts: without them a Sentinel host that is down (no RST) holds up master
+        # discovery for the kernel's TCP timeout, minutes, instead of failing over to
+        # the next Sentinel in the list.
+        options["sentinel_kwargs"] = {
+            **s.sentinel_kwargs(),
+            "socket_timeout": s.redis_socket_timeout,
+            "socket_connect_timeout": s.redis_connect_timeout,
+        }
     return options
 
 

@@ -24,6 +24,12 @@ def client_app(settings: CelerySettings, io_timeout: float) -> Celery:
         retry_on_timeout=False,
         max_retries=1,
     )
+    if "sentinel_kwargs" in transport:
+        transport["sentinel_kwargs"] = {
+            **transport["sentinel_kwargs"],
+            "socket_timeout": io_timeout,
+            "socket_connect_timeout": connect,
+        }
     app.conf.update(
         broker_transport_options=transport,
         result_backend_transport_options=dict(transport),

@@ -257,6 +257,11 @@ class CelerySettings(BaseSettings):
     sentinel_master_name: str | None = Field(
         None, description="Sentinel master name; required with sentinel:// URLs"
     )
+    sentinel_username: str | None = Field(
+        None,
+        description="ACL user on the Sentinel nodes themselves (not on Redis); needs "
+        "SENTINEL_PASSWORD",
+    )
     sentinel_password: SecretStr | None = Field(
         None, description="Password of the Sentinel nodes themselves (not of Redis)"
     )
@@ -499,6 +504,20 @@ class CelerySettings(BaseSettings):
                 options[f"ssl_{key}"] = str(value)
         return options
 
+    def sentinel_kwargs(self) -> dict[str, str]:
+        """redis-py keyword arguments that log into the Sentinels themselves.
+
+        The user and password in a sentinel:// URL are the Redis master's; the Sentinels
+        have ACL users of their own. One method so that the workers' transport, the
+        result backend, Flower's broker view and the verification script log in alike.
+        """
+        credentials: dict[str, str] = {}
+        if self.sentinel_username is not None:
+            credentials["username"] = self.sentinel_username
+        if self.sentinel_password is not None:
+            credentials["password"] = self.sentinel_password.get_secret_value()
+        return credentials
+
     def display(self) -> dict[str, Any]:
         """Effective settings keyed by variable name, secrets redacted, for humans."""
         out: dict[str, Any] = {}
@@ -563,6 +582,25 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
     uses_sentinel = "sentinel" in (s.broker_scheme, s.backend_scheme)
     if uses_sentinel and not s.sentinel_master_name:
         problems.append((env_name("sentinel_master_name"), "is required with sentinel:// URLs"))
+    if s.sentinel_username is not None:
+        # A Sentinel ACL user needs its password; with no sentinel:// URL the user would
+        # be silently unused, which hides a half-done switch to (or from) Sentinel.
+        if s.sentinel_password is None:
+            problems.append(
+                (
+                    env_name("sentinel_username"),
+                    f"needs {env_name('sentinel_password')}: the Sentinels authenticate "
+                    "the user with it",
+                )
+            )
+        if not uses_sentinel:
+            problems.append(
+                (
+                    env_name("sentinel_username"),
+                    "is only used with sentinel:// URLs; set "
+                    f"{env_name('broker_url')} to sentinel://... or remove it",
+                )
+            )
     uses_tls = "rediss" in (s.broker_scheme, s.backend_scheme)
     if uses_tls:
         for key in ("ca_certs", "certfile", "keyfile"):

@@ -26,6 +26,7 @@ from tests.support.verify_cli import (
     ALL_NAMES,
     LINE,
     SCRIPT,
+    SENTINEL_ONLY,
     checks_of,
     explain,
     operator_env,
@@ -94,8 +95,9 @@ def test_queue_without_consumer_fails_that_check(
     assert "maintenance" in checks_of(proc)["consumers[maintenance]"]["detail"]
     # Nothing is published where nobody would take it.
     assert got["health_check[maintenance]"] == "SKIP"
+    assert got["sentinel"] == "SKIP"  # a redis:// broker has no Sentinels to ask
     assert {n: s for n, s in got.items() if "maintenance" not in n} == {
-        n: "PASS" for n in ALL_NAMES if "maintenance" not in n
+        n: "SKIP" if n in SENTINEL_ONLY else "PASS" for n in ALL_NAMES if "maintenance" not in n
     }
 
 
@@ -108,7 +110,11 @@ def test_all_in_one_passes_every_check(
     assert json.loads(proc.stdout)["ok"] is True
     checks = checks_of(proc)
     assert list(checks) == ALL_NAMES
-    assert {c["status"] for c in checks.values()} == {"PASS"}, explain(proc)
+    assert {c["status"] for n, c in checks.items() if n not in SENTINEL_ONLY} == {"PASS"}, explain(
+        proc
+    )
+    assert checks["sentinel"]["status"] == "SKIP"
+    assert "not sentinel://" in checks["sentinel"]["detail"]
     assert maintenance_worker.name in checks["health_check[maintenance]"]["detail"]
     assert three_queue_worker.name in checks["health_check[crawl]"]["detail"]
     # The chain downloaded a new image into the workers' store, and validated it there;
@@ -142,7 +148,7 @@ def test_chain_skipped_when_workers_may_not_fetch_from_here(
     assert chain["status"] == "SKIP"
     assert "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS" in chain["detail"]
     assert "--image-url" in chain["detail"]
-    assert {c["status"] for c in checks.values()} == {"PASS"}
+    assert {c["status"] for n, c in checks.items() if n not in SENTINEL_ONLY} == {"PASS"}
 
 
 def test_image_url_failure_names_the_failing_stage(
@@ -268,7 +274,7 @@ def test_wrong_password_fails_broker_without_leaking_it(
     assert proc.returncode == 1, explain(proc)
     *report, summary = proc.stdout.splitlines()
     assert all(LINE.match(line) for line in report), explain(proc)
-    assert summary == "FAILED: 2 passed, 2 failed, 9 skipped"  # settings, storage pass
+    assert summary == "FAILED: 2 passed, 2 failed, 10 skipped"  # settings, storage pass
     lines = {m.group(2): m for m in map(LINE.match, report) if m}
     assert list(lines) == ALL_NAMES
     assert lines["broker"].group(1) == "FAIL"
@@ -303,7 +309,7 @@ def test_redis_down_fails_fast_and_skips_the_rest(
     assert f"127.0.0.1:{gone.port}" in checks["broker"]["detail"]
     assert checks["result_backend"]["status"] == "FAIL"
     assert checks["storage"]["status"] == "PASS"  # a local store needs no Redis
-    assert {checks[n]["status"] for n in ALL_NAMES[4:]} == {"SKIP"}
+    assert {checks[n]["status"] for n in ALL_NAMES[5:]} == {"SKIP"}
     assert gone.password not in proc.stdout + proc.stderr
 
 

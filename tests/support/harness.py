@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,7 @@ class RedisServer:
         tls: TlsFiles | None = None,
         *,
         shipped: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.password = password
@@ -136,7 +138,9 @@ class RedisServer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "redis.conf"
         self.log = workdir / "redis.log"
-        self.config.write_text(self._shipped_config() if shipped else self._plain_config())
+        base = self._shipped_config() if shipped else self._plain_config()
+        # Test-only lines after the profile's own (replication, in tests/support/sentinels.py).
+        self.config.write_text(base.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in extra))
         self.config.chmod(0o600)
 
     def _plain_config(self) -> str:
@@ -245,25 +249,65 @@ class RedisServer:
         self.start()
 
 
-class SentinelServer:
-    """One Redis Sentinel (``redis-server --sentinel``) watching *master*, with a password.
+@dataclass(frozen=True)
+class SentinelAcl:
+    """ACL users of a Sentinel (instead of ``requirepass``): ``default`` off, an admin
+    (the other Sentinels and the tests' inspection client) and the clients' user."""
 
-    It logs into the master as the tests' admin user: Sentinel needs INFO, CLIENT,
-    PUBLISH and SUBSCRIBE there, which the role's app user is not given.
+    admin_user: str
+    admin_password: str
+    client_user: str
+    client_password: str
+    #: The client user's rule after ``on >password`` (commands, no keys or channels).
+    client_rules: str
+
+    def config(self) -> list[str]:
+        return [
+            "user default off resetpass nocommands",
+            f"user {self.admin_user} on >{self.admin_password} ~* &* +@all",
+            f"user {self.client_user} on >{self.client_password} {self.client_rules}",
+            # How this Sentinel logs into the others (they have the same users).
+            f"sentinel sentinel-user {self.admin_user}",
+            f'sentinel sentinel-pass "{self.admin_password}"',
+        ]
+
+
+class SentinelServer:
+    """One Redis Sentinel (``redis-server --sentinel``) watching *master*.
+
+    Its clients log in with *password* (``requirepass``, the default user), or, with
+    *acl*, as its client user. It logs into the master as the tests' admin user:
+    Sentinel needs INFO, CLIENT, PUBLISH and SUBSCRIBE there (and REPLICAOF, CONFIG on
+    a failover), which the role's app user is not given.
     """
 
     MASTER_NAME = "pxc-test"
 
-    def __init__(self, workdir: Path, master: RedisServer, password: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        master: RedisServer,
+        password: str,
+        *,
+        quorum: int = 1,
+        down_after_ms: int = 2000,
+        failover_timeout_ms: int | None = None,
+        acl: SentinelAcl | None = None,
+    ) -> None:
         self.workdir = workdir
         self.master = master
         self.password = password
+        self.acl = acl
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "sentinel.conf"
         self.log = workdir / "sentinel.log"
         name = self.MASTER_NAME
+        auth = acl.config() if acl is not None else [f'requirepass "{password}"']
+        timeouts = [f"sentinel down-after-milliseconds {name} {down_after_ms}"]
+        if failover_timeout_ms is not None:
+            timeouts.append(f"sentinel failover-timeout {name} {failover_timeout_ms}")
         self.config.write_text(
             "\n".join(
                 [
@@ -271,11 +315,11 @@ class SentinelServer:
                     f"port {self.port}",
                     f"dir {workdir}",
                     f"logfile {self.log}",
-                    f'requirepass "{password}"',
-                    f"sentinel monitor {name} 127.0.0.1 {master.port} 1",
+                    *auth,
+                    f"sentinel monitor {name} 127.0.0.1 {master.port} {quorum}",
                     f"sentinel auth-user {name} {ADMIN_USER}",
                     f'sentinel auth-pass {name} "{master.password}"',
-                    f"sentinel down-after-milliseconds {name} 2000",
+                    *timeouts,
                     "",
                 ]
             )
@@ -299,6 +343,22 @@ class SentinelServer:
             **overrides,
         )
 
+    def admin_client(self, retry: Retry | None = None) -> redis.Redis:
+        """The tests' own client of this Sentinel (its admin user, or the password)."""
+        user, password = (
+            (self.acl.admin_user, self.acl.admin_password)
+            if self.acl is not None
+            else (None, self.password)
+        )
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            username=user,
+            password=password,
+            decode_responses=True,
+            retry=retry or Retry(NoBackoff(), 0),
+        )
+
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [REDIS_SERVER, str(self.config), "--sentinel"], start_new_session=True
@@ -306,15 +366,17 @@ class SentinelServer:
         wait_for(self._knows_master, 15, f"redis-sentinel on port {self.port}")
 
     def _knows_master(self) -> bool:
-        client = redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)
-        )
-        return answers(client, lambda c: c.sentinel_masters())
+        return answers(self.admin_client(), lambda c: c.sentinel_masters())
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
 
 

@@ -27,6 +27,7 @@ HANG_GUARD = 90
 
 ALL_NAMES = [
     "settings",
+    "sentinel",
     "broker",
     "result_backend",
     "storage",
@@ -34,6 +35,9 @@ ALL_NAMES = [
     *(f"health_check[{q}]" for q in QUEUE_NAMES),
     "crawl_validate_chain",
 ]
+
+#: Checks that do not apply to a plain redis:// broker (SKIP, which --strict ignores).
+SENTINEL_ONLY = {"sentinel"}
 
 
 def write_env_file(path: Path, env: Mapping[str, str], **overrides: str) -> Path:

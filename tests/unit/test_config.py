@@ -250,8 +250,52 @@ def test_sentinel_master_name_reaches_transport_options() -> None:
     conf = celery_config(s)
     for key in ("broker_transport_options", "result_backend_transport_options"):
         assert conf[key]["master_name"] == "pixmaster"
-        assert conf[key]["sentinel_kwargs"] == {"password": SECRET}
+        assert conf[key]["sentinel_kwargs"] == {
+            "password": SECRET,
+            "socket_timeout": 30.0,
+            "socket_connect_timeout": 10.0,
+        }
     assert conf["broker_url"] == SENTINELS
+
+
+def test_sentinel_username_logs_into_the_sentinels_with_the_password() -> None:
+    s = load_settings(
+        {
+            f"{P}BROKER_URL": SENTINELS,
+            f"{P}RESULT_BACKEND": SENTINELS,
+            f"{P}SENTINEL_MASTER_NAME": "pixmaster",
+            f"{P}SENTINEL_USERNAME": "pixclient",
+            f"{P}SENTINEL_PASSWORD": SECRET,
+        }
+    )
+    conf = celery_config(s)
+    for key in ("broker_transport_options", "result_backend_transport_options"):
+        kwargs = conf[key]["sentinel_kwargs"]
+        assert (kwargs["username"], kwargs["password"]) == ("pixclient", SECRET)
+    assert s.display()[f"{P}SENTINEL_USERNAME"] == "pixclient"
+
+
+def test_sentinel_username_without_password_names_the_variable() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {
+                f"{P}BROKER_URL": SENTINELS,
+                f"{P}SENTINEL_MASTER_NAME": "pixmaster",
+                f"{P}SENTINEL_USERNAME": "pixclient",
+            }
+        )
+    problems = dict(info.value.problems)
+    assert list(problems) == [f"{P}SENTINEL_USERNAME"]
+    assert f"{P}SENTINEL_PASSWORD" in problems[f"{P}SENTINEL_USERNAME"]
+
+
+def test_sentinel_username_without_a_sentinel_broker_is_an_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({f"{P}SENTINEL_USERNAME": "pixclient", f"{P}SENTINEL_PASSWORD": SECRET})
+    problems = dict(info.value.problems)
+    assert list(problems) == [f"{P}SENTINEL_USERNAME"]
+    assert "sentinel://" in problems[f"{P}SENTINEL_USERNAME"]
+    assert SECRET not in str(info.value)
 
 
 def _with_secrets() -> CelerySettings:

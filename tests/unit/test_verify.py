@@ -76,6 +76,16 @@ def test_exit_code_strict_counts_skips() -> None:
     assert verify._exit_code([passed, verify.Check("c", "FAIL", 0, "")], strict=False) == 1
 
 
+def test_exit_code_strict_ignores_a_check_that_does_not_apply() -> None:
+    """No Sentinel to ask with a redis:// broker: that SKIP is no gap in the proof."""
+    passed = verify.Check("a", "PASS", 1, "")
+    not_sentinel = verify.Check(verify.SENTINEL_CHECK, "SKIP", 0, "")
+    failed_sentinel = verify.Check(verify.SENTINEL_CHECK, "FAIL", 0, "")
+
+    assert verify._exit_code([passed, not_sentinel], strict=True) == 0
+    assert verify._exit_code([passed, failed_sentinel], strict=False) == 1
+
+
 @pytest.mark.parametrize("formats", ["PNG,JPEG", "JPEG", "GIF", "WEBP"])
 def test_probe_image_is_new_each_run_and_acceptable(formats: str) -> None:
     """An image already stored or validated would prove nothing: each run makes a new one."""
