@@ -21,6 +21,8 @@ import redis
 from celery import Celery, signals
 from celery.exceptions import CPendingDeprecationWarning
 from kombu import Exchange, Queue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # Celery rebuilds a task's exception on the client only from an imported module: importing
 # the errors here keeps TaskError's code/message/details for every client of the app.
@@ -87,10 +89,15 @@ def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
         # timeouts: without them a Sentinel host that is down (no RST) holds up master
         # discovery for the kernel's TCP timeout, minutes, instead of failing over to
         # the next Sentinel in the list.
+        # No retries either: redis-py's default retries a refused Sentinel three times
+        # with backoff (about 3.5 s each), so every master discovery, after each
+        # failover, waited that long per dead Sentinel before asking the next one. The
+        # list of Sentinels is the retry.
         options["sentinel_kwargs"] = {
             **s.sentinel_kwargs(),
             "socket_timeout": s.redis_socket_timeout,
             "socket_connect_timeout": s.redis_connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
         }
     return options
 
