@@ -31,23 +31,19 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pixcrawler.celery_core.config import CelerySettings, env_name
+from pixcrawler.celery_core.config import (
+    CelerySettings,
+    env_name,
+    sentinel_addresses,
+)
+from pixcrawler.celery_core.config import (
+    SentinelAddress as Address,
+)
 from pixcrawler.errortext import describe_error
-
-DEFAULT_SENTINEL_PORT = 26379
 
 
 class SentinelProblem(Exception):
     """What makes the Sentinel set unfit to fail over; the message says what and why."""
-
-
-@dataclass(frozen=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass
@@ -87,18 +83,6 @@ class SentinelAnswer:
     #: The CKQUORUM reply, and whether it was OK.
     ckquorum: str = ""
     ckquorum_ok: bool = False
-
-
-def sentinel_addresses(url: str) -> list[Address]:
-    """Every Sentinel of a ``;``-separated sentinel:// URL list, in order."""
-    found: list[Address] = []
-    for part in url.split(";"):
-        parsed = urlsplit(part.strip())
-        if parsed.scheme == "sentinel" and parsed.hostname:
-            address = Address(parsed.hostname, parsed.port or DEFAULT_SENTINEL_PORT)
-            if address not in found:
-                found.append(address)
-    return found
 
 
 def _pairs(reply: Any) -> dict[str, str]:

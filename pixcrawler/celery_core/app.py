@@ -11,6 +11,7 @@ where tasks read them: one copy per app, the one its configuration was built fro
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from datetime import timedelta
 from functools import cached_property, lru_cache
@@ -20,12 +21,14 @@ import redis
 from celery import Celery, signals
 from celery.exceptions import CPendingDeprecationWarning
 from kombu import Exchange, Queue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # Celery rebuilds a task's exception on the client only from an imported module: importing
 # the errors here keeps TaskError's code/message/details for every client of the app.
 from pixcrawler.celery_core import errors as _errors  # noqa: F401
 from pixcrawler.celery_core.amqp import RedactingAMQP
-from pixcrawler.celery_core.config import CelerySettings, load_settings
+from pixcrawler.celery_core.config import CelerySettings, load_settings, sentinel_addresses
 from pixcrawler.celery_core.queues import (
     DEFAULT_QUEUE,
     PRIORITY_STEPS,
@@ -76,14 +79,25 @@ def _redis_transport_options(s: CelerySettings) -> dict[str, Any]:
     }
     if s.sentinel_master_name:
         options["master_name"] = s.sentinel_master_name
+        # Every Sentinel for Flower's broker view, which is otherwise given only the
+        # first (pixcrawler/flower_broker.py); kombu reads the list from the URL itself.
+        options["pixcrawler_sentinels"] = [
+            [address.host, address.port]
+            for address in sentinel_addresses(s.broker_url.get_secret_value())
+        ]
         # redis-py gives the Sentinel connections only these, not the master's
         # timeouts: without them a Sentinel host that is down (no RST) holds up master
         # discovery for the kernel's TCP timeout, minutes, instead of failing over to
         # the next Sentinel in the list.
+        # No retries either: redis-py's default retries a refused Sentinel three times
+        # with backoff (about 3.5 s each), so every master discovery, after each
+        # failover, waited that long per dead Sentinel before asking the next one. The
+        # list of Sentinels is the retry.
         options["sentinel_kwargs"] = {
             **s.sentinel_kwargs(),
             "socket_timeout": s.redis_socket_timeout,
             "socket_connect_timeout": s.redis_connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
         }
     return options
 
@@ -200,6 +214,20 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
     if s.backend_scheme == "rediss":
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf
+
+
+@signals.import_modules.connect
+def flower_sees_every_sentinel(**_: Any) -> None:
+    """In Flower's process, make its broker view ask every Sentinel (flower_broker.py).
+
+    Flower imports the app's task modules when it starts, which sends this signal.
+    Every ``celery`` command has loaded Flower's views (Flower registers its command
+    with Celery's); elsewhere (the verification script, tests) nothing is imported.
+    """
+    if "flower.views" in sys.modules:
+        from pixcrawler.flower_broker import install
+
+        install()
 
 
 @signals.worker_ready.connect

@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -107,6 +107,29 @@ def _check_redis_url(value: SecretStr) -> SecretStr:
     if len(raw.split(";")) > 1 and schemes != {"sentinel"}:
         raise ValueError("only sentinel:// URLs can be joined with ';'")
     return value
+
+
+class SentinelAddress(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+DEFAULT_SENTINEL_PORT = 26379
+
+
+def sentinel_addresses(url: str) -> list[SentinelAddress]:
+    """Every Sentinel of a ``;``-separated sentinel:// URL list, in order, once each."""
+    found: list[SentinelAddress] = []
+    for part in url.split(";"):
+        parsed = urlsplit(part.strip())
+        if parsed.scheme == "sentinel" and parsed.hostname:
+            address = SentinelAddress(parsed.hostname, parsed.port or DEFAULT_SENTINEL_PORT)
+            if address not in found:
+                found.append(address)
+    return found
 
 
 # --- what the worker builds from a value ----------------------------------------------------

@@ -250,11 +250,14 @@ def test_sentinel_master_name_reaches_transport_options() -> None:
     conf = celery_config(s)
     for key in ("broker_transport_options", "result_backend_transport_options"):
         assert conf[key]["master_name"] == "pixmaster"
-        assert conf[key]["sentinel_kwargs"] == {
+        kwargs = dict(conf[key]["sentinel_kwargs"])
+        retry = kwargs.pop("retry")
+        assert kwargs == {
             "password": SECRET,
             "socket_timeout": 30.0,
             "socket_connect_timeout": 10.0,
         }
+        assert retry.get_retries() == 0  # the next Sentinel in the list is the retry
     assert conf["broker_url"] == SENTINELS
 
 
