@@ -11,8 +11,12 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    send a crawl of U and N health checks, record their ids
                                    in F; with --marker wait until the slow server saw the
                                    crawl's request
-  collect --ids F [--since T]      every task recorded in F (or more files) succeeded;
-                                   the last completion time (and the first after T)
+  collect --ids F [--since T] [--after T --times F.times] [--runs R]
+                                   every task recorded in F (or more files) succeeded;
+                                   the last completion time (and the first after T; the
+                                   first of a task published after T); with R (events)
+                                   which of the others never ran and which ran but lost
+                                   their result
   redis-noauth --host H --port P   an unauthenticated PING is refused with an auth error
   redis-closed --host H --port P   nothing accepts a TCP connection there
   slowhttp --port P --delay S --marker M
@@ -25,7 +29,8 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    N health checks, round robin over the queues
   stream --out F --seconds S --rate R
                                    publish health checks for S seconds; F records the
-                                   ids whose publish returned, and how many were refused
+                                   ids whose publish returned (F.times: when each
+                                   returned), and how many were refused
   broker-state                     unacknowledged deliveries (and their owner nodes) and
                                    the backlog of every queue, over all priority lists
   events --out F --stop M          count task-succeeded events per task (Celery's own
@@ -173,17 +178,22 @@ def cmd_stream(args: argparse.Namespace) -> int:
     application's to retry and is not counted; one that returned must not be lost."""
     app, queues = _app(), _queues(args)
     ids: list[str] = []
+    returned: dict[str, float] = {}
     refused = 0
     end = time.monotonic() + args.seconds
     n = 0
     while time.monotonic() < end:
         n += 1
         try:
-            ids.append(app.send_task(HEALTH, queue=queues[n % len(queues)]).id)
+            task_id = app.send_task(HEALTH, queue=queues[n % len(queues)]).id
         except Exception:  # connection refused, timeouts: the broker did not accept it
             refused += 1
             time.sleep(0.5)
+        else:
+            ids.append(task_id)
+            returned[task_id] = time.time()
         Path(args.out).write_text(json.dumps(ids))
+        Path(args.out + ".times").write_text(json.dumps(returned))
         time.sleep(1 / args.rate)
     return _emit({"accepted": len(ids), "refused": refused}, len(ids) > 0)
 
@@ -259,6 +269,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
     doc = {"total": len(ids), "not_succeeded": lost, "last_done": max(done, default=None)}
     if args.since is not None:  # when workers consumed again after an outage
         doc["first_done_since"] = min((d for d in done if d >= args.since), default=None)
+    if args.after is not None and args.times:  # ... counting only tasks sent after it
+        sent_at: dict[str, float] = json.loads(Path(args.times).read_text())
+        late = [r["done"] for i, r in results.items() if sent_at.get(i, 0) >= args.after]
+        doc["first_done_published_after"] = min((d for d in late if d), default=None)
+    if args.runs:  # a task without a result either never ran or ran and lost its result
+        runs: dict[str, int] = json.loads(Path(args.runs).read_text())
+        doc["never_ran"] = sum(1 for i in lost if not runs.get(i))
+        doc["ran_result_lost"] = sum(1 for i in lost if runs.get(i))
     return _emit({**doc, "results": results}, ok)
 
 
@@ -491,6 +509,9 @@ def main() -> int:
     c.add_argument("--ids", nargs="+", required=True)
     c.add_argument("--timeout", type=float, default=120)
     c.add_argument("--since", type=float, help="also report the first completion after this")
+    c.add_argument("--after", type=float, help="... and the first of a task published after this")
+    c.add_argument("--times", help="stream's F.times: when each publish returned")
+    c.add_argument("--runs", help="events' counts: tell never-ran from result-lost")
     for name in ("redis-noauth", "redis-closed"):
         r = sub.add_parser(name)
         r.add_argument("--host", required=True)
