@@ -463,3 +463,90 @@ def test_role_set_storage_settings_are_refused(tmp_path: Path) -> None:
         tmp_path, "dev", inventory, "-e", '{"pixcrawler_settings": {"storage_url": "s3://x"}}'
     )
     assert "offending keys: storage_url" in output
+
+
+def _sentinel_inventory(redis: list[str], sentinels: list[str]) -> str:
+    """dev on localhost, with more Redis hosts and Sentinels (names that never resolve)."""
+    inventory = local_inventory("dev").replace(
+        "    other.invalid:\n",
+        "".join(f"    {h}:\n" for h in sorted(set(redis + sentinels) - {"localhost"})),
+    )
+    inventory = inventory.replace(
+        "redis:\n  hosts:\n    localhost:\n",
+        "redis:\n  hosts:\n" + "".join(f"    {h}:\n" for h in redis),
+    )
+    return _with_group(inventory, "sentinel", "".join(f"    {h}:\n" for h in sentinels))
+
+
+@needs_local_deploy_tools
+@pytest.mark.parametrize(
+    ("redis", "sentinels", "extra", "expected"),
+    [
+        # an even number of Sentinels, and fewer than three
+        (
+            ["localhost", "r2.invalid"],
+            ["localhost", "r2.invalid"],
+            [],
+            "2 hosts in the sentinel group",
+        ),
+        # replicas that nothing would promote
+        (
+            ["localhost", "r2.invalid"],
+            [],
+            [],
+            "With no Sentinel the redis group has exactly one host",
+        ),
+        # a quorum the Sentinels can never reach
+        (
+            ["localhost", "r2.invalid", "r3.invalid"],
+            ["localhost", "r2.invalid", "r3.invalid"],
+            ["-e", "pixcrawler_sentinel_quorum=4"],
+            "pixcrawler_sentinel_quorum is 4",
+        ),
+        # replicas without a master
+        (
+            ["localhost", "r2.invalid", "r3.invalid"],
+            ["localhost", "r2.invalid", "r3.invalid"],
+            ["-e", "pixcrawler_redis_initial_master=elsewhere.invalid"],
+            "pixcrawler_redis_initial_master (elsewhere.invalid) must be one of",
+        ),
+        # a good layout gets past those checks, to the secrets Sentinel mode needs
+        (
+            ["localhost", "r2.invalid", "r3.invalid"],
+            ["localhost", "r2.invalid", "r3.invalid"],
+            [],
+            "pixcrawler_redis_replication_password is missing or empty",
+        ),
+    ],
+    ids=["two-sentinels", "replicas-without-sentinels", "quorum-too-large", "no-master", "good"],
+)
+def test_a_bad_sentinel_layout_fails_before_changes(
+    tmp_path: Path, redis: list[str], sentinels: list[str], extra: list[str], expected: str
+) -> None:
+    output = preflight(
+        tmp_path, "dev", _sentinel_inventory(redis, sentinels), "--limit", "localhost", *extra
+    )
+    assert expected in output, output[-3000:]
+
+
+def test_sentinel_client_acl_is_what_the_clients_were_proven_to_need() -> None:
+    """The role's Sentinel client user may run exactly the commands that
+    tests/integration/test_sentinel_ha.py runs every client path with (its ACL LOG stays
+    empty there); a rule added or dropped on one side only fails here."""
+    from tests.support.role_templates import render
+    from tests.support.sentinels import SENTINEL_CLIENT_COMMANDS
+
+    acl = render(
+        "pixcrawler_sentinel",
+        "sentinel-users.acl.j2",
+        pixcrawler_sentinel_client_user="pixcrawler",
+        pixcrawler_sentinel_client_password="client-secret",
+        pixcrawler_sentinel_admin_password="admin-secret",
+    )
+    users = {line.split()[1]: line.split() for line in acl.splitlines() if line.startswith("user ")}
+    client = users["pixcrawler"]
+    assert {"-@all", "resetkeys", "resetchannels"} <= set(client)
+    assert {word[1:] for word in client if word.startswith("+")} == set(SENTINEL_CLIENT_COMMANDS)
+    assert "off" in users["default"]
+    assert "client-secret" not in acl  # hashes only
+    assert "admin-secret" not in acl
