@@ -85,7 +85,7 @@ class SentinelAnswer:
     ckquorum_ok: bool = False
 
 
-def _pairs(reply: Any) -> dict[str, str]:
+def reply_pairs(reply: Any) -> dict[str, str]:
     """A map reply (RESP3, redis-py 8's default) or a RESP2 ``[key, value, ...]`` list,
     as a dict of strings."""
     if isinstance(reply, dict):
@@ -118,12 +118,12 @@ def ask_sentinel(
             answer.error = f"does not monitor a master named {master_name!r}"
             return answer
         answer.master = Address(str(reply[0]), int(reply[1]))
-        state = _pairs(_sentinel(client, "MASTER", master_name))
+        state = reply_pairs(_sentinel(client, "MASTER", master_name))
         answer.master_flags = state.get("flags", "")
         answer.quorum = _int(state.get("quorum"))
         answer.sentinels = _int(state.get("num-other-sentinels")) + 1
         for raw in _sentinel(client, "REPLICAS", master_name):
-            info = _pairs(raw)
+            info = reply_pairs(raw)
             answer.replicas.append(
                 Replica(
                     address=Address(info.get("ip", "?"), _int(info.get("port"))),

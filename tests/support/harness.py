@@ -109,6 +109,17 @@ class TlsFiles:
 ADMIN_USER = "pixcrawler-test-admin"
 
 
+def terminate(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM (Redis and Sentinel save and exit cleanly on it), SIGKILL after *grace* s."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class RedisServer:
     """One redis-server with a password, AOF persistence and its own directory.
 
@@ -233,16 +244,9 @@ class RedisServer:
         SIGTERM rather than the SHUTDOWN command: redis-py treats the closed connection
         as an error and retries it with backoff, which cost seconds per stop.
         """
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
 
     def restart(self) -> None:
         self.stop()
@@ -370,13 +374,7 @@ class SentinelServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
             self.proc = None
 
 

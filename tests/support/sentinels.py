@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from pixcrawler.verify_sentinel import reply_pairs
 from tests.support.harness import (
     ADMIN_USER,
     RedisServer,
@@ -216,7 +217,7 @@ class SentinelSet:
                 replicas = _ask(sentinel, "REPLICAS", self.master_name) or []
                 if len(replicas) != expected_replicas:
                     return False
-                state = _pairs(_ask(sentinel, "MASTER", self.master_name) or [])
+                state = reply_pairs(_ask(sentinel, "MASTER", self.master_name) or [])
                 if int(state.get("num-other-sentinels", -1)) != expected_sentinels - 1:
                     return False
             return answers(
@@ -254,15 +255,6 @@ def _ask(sentinel: SentinelServer, *args: str) -> Any:
         return None
     finally:
         client.close()
-
-
-def _pairs(reply: Any) -> dict[str, str]:
-    """A map reply (RESP3, redis-py 8's default) or a RESP2 ``[key, value, ...]`` list,
-    as a dict of strings."""
-    if isinstance(reply, dict):
-        return {str(k): str(v) for k, v in reply.items()}
-    items = [str(x) for x in reply]
-    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def _is_master(client: redis.Redis) -> bool:
