@@ -191,13 +191,13 @@ def test_the_exporter_user_cannot_write(broker: RedisServer) -> None:
     )
     try:
         assert client.llen("crawl") >= 0
-        for write in (
-            lambda: client.lpush("crawl", "x"),
-            lambda: client.delete("unacked"),
-            lambda: client.publish("/0.celeryev/worker.heartbeat", "x"),
+        for command in (
+            ("LPUSH", "crawl", "x"),
+            ("DEL", "unacked"),
+            ("PUBLISH", "/0.celeryev/worker.heartbeat", "x"),
         ):
             with pytest.raises(redis.exceptions.NoPermissionError):
-                write()
+                client.execute_command(*command)  # type: ignore[no-untyped-call]
     finally:
         client.close()
         broker.client().acl_log_reset()
