@@ -1,4 +1,4 @@
-"""``pixcrawler``: the operator's command (config check/show/queues, broker, verify).
+"""``pixcrawler``: the operator's command (config check/show/queues, broker, verify, exporter).
 
 The Ansible preflight calls ``config check`` on the env file the app role's template
 renders, so a value a worker would die of fails before any host changes. ``config
@@ -136,6 +136,16 @@ def broker_requeue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_exporter(args: argparse.Namespace) -> int:
+    """Serve Prometheus metrics on EXPORTER_ADDRESS:EXPORTER_PORT until stopped."""
+    import logging
+
+    from pixcrawler.exporter.server import serve
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return serve(_settings_or_exit(args.env_file))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixcrawler", description="PixCrawler operator commands.")
     parser.add_argument("--version", action="version", version=f"pixcrawler {__version__}")
@@ -190,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="even if a worker of that name answers a ping"
     )
     requeue.set_defaults(handler=broker_requeue)
+
+    exporter = commands.add_parser(
+        "exporter",
+        parents=[env_file],
+        help="serve Prometheus metrics (queues, workers, task outcomes, Redis, Sentinels,"
+        " image store) on EXPORTER_ADDRESS:EXPORTER_PORT",
+    )
+    exporter.set_defaults(handler=run_exporter)
 
     check_run = commands.add_parser(
         "verify",

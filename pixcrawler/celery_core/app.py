@@ -27,6 +27,9 @@ from redis.retry import Retry
 # Celery rebuilds a task's exception on the client only from an imported module: importing
 # the errors here keeps TaskError's code/message/details for every client of the app.
 from pixcrawler.celery_core import errors as _errors  # noqa: F401
+
+# Every message this app publishes carries its publish time (the exporter's queue age).
+from pixcrawler.celery_core import stamps as _stamps  # noqa: F401
 from pixcrawler.celery_core.amqp import RedactingAMQP
 from pixcrawler.celery_core.config import CelerySettings, load_settings, sentinel_addresses
 from pixcrawler.celery_core.queues import (

@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -194,6 +194,15 @@ def _pillow_formats(formats: list[str]) -> list[str]:
             f"Pillow knows no format {', '.join(hints)}; use Pillow's names, e.g. JPEG,PNG,GIF,WEBP"
         )
     return formats
+
+
+def _ip_address(value: str) -> str:
+    """An address to bind to; a host name would resolve to who knows which interface."""
+    try:
+        ip_address(value)
+    except ValueError:
+        raise ValueError("is not an IP address (e.g. 127.0.0.1, 10.0.0.5 or 0.0.0.0)") from None
+    return value
 
 
 SocketSeconds = Annotated[float, AfterValidator(_socket_seconds)]
@@ -427,6 +436,24 @@ class CelerySettings(BaseSettings):
             default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"],
             description="Pillow format names accepted (comma list)",
         )
+    )
+
+    # --- exporter (``pixcrawler exporter``) ------------------------------------------------
+    exporter_address: Annotated[str, AfterValidator(_ip_address)] = Field(
+        "127.0.0.1",
+        description="IP address the exporter's /metrics listens on (0.0.0.0: every one)",
+    )
+    exporter_port: int = Field(
+        9840,
+        ge=1,
+        le=65535,
+        description="TCP port of the exporter's /metrics (9808 is celery-exporter's)",
+    )
+    exporter_timeout: SocketSeconds = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="Seconds each part of a scrape may wait for Redis, a Sentinel or the store",
     )
 
     @field_validator("broker_url", "result_backend")

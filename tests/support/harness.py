@@ -139,12 +139,15 @@ class RedisServer:
         *,
         shipped: bool = False,
         extra: Sequence[str] = (),
+        extra_users: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.password = password
         self.port = port or free_port()
         self.tls = tls
         self.shipped = shipped
+        #: Test-only ACL lines after the role's own users (``shipped`` only), like the admin.
+        self.extra_users = tuple(extra_users)
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "redis.conf"
@@ -187,6 +190,7 @@ class RedisServer:
                 pixcrawler_sentinel_hosts=[],
             )
             + f"user {ADMIN_USER} on >{self.password} ~* &* +@all\n"
+            + "".join(f"{line}\n" for line in self.extra_users)
         )
         acl.chmod(0o600)
         conf = render(
