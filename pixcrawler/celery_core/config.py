@@ -410,6 +410,12 @@ class CelerySettings(BaseSettings):
         120.0, gt=0, description="Wall-clock limit for one download, slow servers included (s)"
     )
     crawl_max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed")
+    crawl_batch_concurrency: int = Field(
+        8, ge=1, le=64, description="Downloads one crawl task runs at once (per task)"
+    )
+    crawl_retry_after_max: DateSeconds = Field(
+        300, gt=0, description="Longest Retry-After (s) of a 429/503 a retry waits for"
+    )
     crawl_user_agent: str = Field("PixCrawler/0.1 (+image crawler)", min_length=1)
     crawl_allowed_networks: Annotated[list[Network], NoDecode] = Field(
         default_factory=list,
@@ -593,6 +599,15 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
                 env_name("visibility_timeout"),
                 f"must exceed {env_name('task_retry_backoff_max')} "
                 f"({s.task_retry_backoff_max}); a delayed retry would be redelivered early",
+            )
+        )
+    if s.visibility_timeout <= s.crawl_retry_after_max:
+        problems.append(
+            (
+                env_name("visibility_timeout"),
+                f"must exceed {env_name('crawl_retry_after_max')} "
+                f"({s.crawl_retry_after_max}); a retry waiting for Retry-After would be "
+                "redelivered early",
             )
         )
     if s.task_retry_backoff > s.task_retry_backoff_max:
