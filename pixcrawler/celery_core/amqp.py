@@ -58,7 +58,22 @@ class RedactingAMQP(AMQP):
 
 
 class MaskedRequest(Request):
-    """A worker's request whose ``info()`` (every inspect reply) shows the masked copies."""
+    """A worker's request whose ``info()`` (every inspect reply) shows the masked copies.
+
+    The copies are masked again here: a message from a producer that is not this app
+    (another codebase's Celery, a script, protocol 1, which has no copies and gets them
+    from the worker) carries them as its sender wrote them, and the worker repeats them
+    in ``scheduled``/``reserved``/``active``/``query_task``, its task-received event and
+    its own log lines.
+    """
+
+    _argsrepr: str
+    _kwargsrepr: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._argsrepr = redact_url(str(self._argsrepr or ""))
+        self._kwargsrepr = redact_url(str(self._kwargsrepr or ""))
 
     def info(self, safe: bool = False) -> Any:
         return super().info(safe=True)
