@@ -199,9 +199,10 @@ def _store(
     status = response.status_code
     if status >= 500 or status == 429:
         details: dict[str, object] = {"status_code": status}
-        wait = retry_after_seconds(
-            response.headers.get("retry-after"), settings.crawl_retry_after_max
-        )
+        # TASK_RETRY_BACKOFF_MAX caps it too: the config keeps that below the visibility
+        # timeout, so a retry waiting this long is not redelivered early.
+        cap = min(settings.crawl_retry_after_max, settings.task_retry_backoff_max)
+        wait = retry_after_seconds(response.headers.get("retry-after"), cap)
         if wait is not None and status in (429, 503):
             details["retry_after"] = wait
         raise TransientError("http_error", f"HTTP {status}", details)

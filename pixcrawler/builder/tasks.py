@@ -81,7 +81,8 @@ def crawl_task(
         waits = [float(o["retry_after"]) for o in again if "retry_after" in o]
         raise RetryRemaining(
             "transient",
-            f"{len(again)} of {len(outcomes)} URLs failed transiently; retrying those",
+            f"{len(again)} of {len(outcomes)} URLs failed transiently "
+            f"({', '.join(sorted({str(o['error']) for o in again}))}); retrying those",
             {"failed": len(again), "urls": len(outcomes)},
             retry_kwargs={"_done": carry(by_index)},
             retry_after=max(waits, default=None),

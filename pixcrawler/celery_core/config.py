@@ -414,7 +414,10 @@ class CelerySettings(BaseSettings):
         8, ge=1, le=64, description="Downloads one crawl task runs at once (per task)"
     )
     crawl_retry_after_max: DateSeconds = Field(
-        300, gt=0, description="Longest Retry-After (s) of a 429/503 a retry waits for"
+        300,
+        gt=0,
+        description="Longest Retry-After (s) of a 429/503 a retry waits for "
+        "(TASK_RETRY_BACKOFF_MAX caps it too)",
     )
     crawl_user_agent: str = Field("PixCrawler/0.1 (+image crawler)", min_length=1)
     crawl_allowed_networks: Annotated[list[Network], NoDecode] = Field(
@@ -599,15 +602,6 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
                 env_name("visibility_timeout"),
                 f"must exceed {env_name('task_retry_backoff_max')} "
                 f"({s.task_retry_backoff_max}); a delayed retry would be redelivered early",
-            )
-        )
-    if s.visibility_timeout <= s.crawl_retry_after_max:
-        problems.append(
-            (
-                env_name("visibility_timeout"),
-                f"must exceed {env_name('crawl_retry_after_max')} "
-                f"({s.crawl_retry_after_max}); a retry waiting for Retry-After would be "
-                "redelivered early",
             )
         )
     if s.task_retry_backoff > s.task_retry_backoff_max:

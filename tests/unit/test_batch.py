@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from pixcrawler.builder.batch import carry, restore, run_batch
-from pixcrawler.celery_core.config import SettingsError, load_settings
 from pixcrawler.celery_core.errors import InvalidPayload
 
 URLS = [f"http://u{i}:pw-{i}@example.org/{i}.png" for i in range(6)]
@@ -77,14 +76,3 @@ def test_a_retry_carries_final_outcomes_without_urls() -> None:
 def test_forged_or_broken_carried_outcomes_are_refused(carried: Any) -> None:
     with pytest.raises(InvalidPayload):
         restore(URLS, carried)
-
-
-def test_retry_after_cap_must_stay_below_the_visibility_timeout() -> None:
-    with pytest.raises(SettingsError) as info:
-        load_settings(
-            {
-                "PIXCRAWLER_CELERY_CRAWL_RETRY_AFTER_MAX": "4000",
-                "PIXCRAWLER_CELERY_VISIBILITY_TIMEOUT": "3600",
-            }
-        )
-    assert "PIXCRAWLER_CELERY_CRAWL_RETRY_AFTER_MAX" in str(info.value)

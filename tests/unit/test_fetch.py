@@ -536,3 +536,14 @@ def test_retry_after_is_reported_and_capped(
     with pytest.raises(TransientError) as info:
         download(url, store, settings)
     assert info.value.details.get("retry_after") == expected
+
+
+def test_retry_after_is_capped_by_the_longest_retry_delay_too(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
+    """TASK_RETRY_BACKOFF_MAX stays below VISIBILITY_TIMEOUT (config); so does the wait."""
+    short = settings.model_copy(update={"task_retry_backoff_max": 20})
+    url = http.add(Route(statuses=[503], headers={"Retry-After": "100"}))
+    with pytest.raises(TransientError) as info:
+        download(url, store, short)
+    assert info.value.details["retry_after"] == 20
