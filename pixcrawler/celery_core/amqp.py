@@ -67,13 +67,18 @@ class MaskedRequest(Request):
     its own log lines.
     """
 
-    _argsrepr: str
-    _kwargsrepr: str
+    @property
+    def argsrepr(self) -> str:
+        return redact_url(str(super().argsrepr or ""))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._argsrepr = redact_url(str(self._argsrepr or ""))
-        self._kwargsrepr = redact_url(str(self._kwargsrepr or ""))
+    @property
+    def kwargsrepr(self) -> str:
+        return redact_url(str(super().kwargsrepr or ""))
 
     def info(self, safe: bool = False) -> Any:
-        return super().info(safe=True)
+        info = super().info(safe=True)
+        info["args"], info["kwargs"] = self.argsrepr, self.kwargsrepr
+        return info
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.humaninfo()} {self.argsrepr} {self.kwargsrepr}>"
