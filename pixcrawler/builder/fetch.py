@@ -9,14 +9,16 @@ redirect hop is checked the same way.
 from __future__ import annotations
 
 import socket
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from threading import Lock
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import httpx
 
+from pixcrawler.builder.deadline import DeadlineTransport, deadline, expired
+from pixcrawler.builder.retry_after import retry_after_seconds
+from pixcrawler.builder.target import Target, parse_target
 from pixcrawler.celery_core.config import CelerySettings, Network
 from pixcrawler.celery_core.errors import TaskError, TransientError
 from pixcrawler.celery_core.redact import strip_userinfo
@@ -109,11 +111,19 @@ _client_lock = Lock()
 
 
 def _http_client(settings: CelerySettings) -> httpx.Client:
-    """One pooled client per process, created after fork (prefork) and shared by threads."""
+    """One pooled client per process, created after fork (prefork) and shared by threads.
+
+    No connection limit: every download of every task in the process shares this pool,
+    and each is bounded already (worker concurrency times ``CRAWL_BATCH_CONCURRENCY``);
+    httpx's default of 100 made downloads beyond it wait for a free connection.
+    """
     global _client
     with _client_lock:
         if _client is None:
             _client = httpx.Client(
+                transport=DeadlineTransport(
+                    httpx.Limits(max_connections=None, max_keepalive_connections=100)
+                ),
                 timeout=httpx.Timeout(
                     settings.crawl_read_timeout, connect=settings.crawl_connect_timeout
                 ),
@@ -124,61 +134,78 @@ def _http_client(settings: CelerySettings) -> httpx.Client:
         return _client
 
 
-def _pinned(url: str, settings: CelerySettings) -> tuple[str, str, str]:
-    """(URL with the checked IP as host, Host header, TLS server name)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise TaskError(
-            "unsupported_scheme", f"only http and https URLs are crawled, not {parts.scheme!r}"
-        )
-    host = parts.hostname
-    if not host:
-        raise TaskError("invalid_url", "URL has no host")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise TaskError("invalid_url", "URL has an invalid port") from None
-    address = resolve_checked(host, port, settings.crawl_allowed_networks)
-    literal = f"[{address}]" if ":" in address else address
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
-    netloc = f"{literal}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header, host
+def request_for(client: httpx.Client, target: Target, address: str) -> httpx.Request:
+    """The GET of *target* sent to *address*: the name's Host, SNI and credentials kept."""
+    auth = httpx.BasicAuth(*target.auth) if target.auth is not None else None
+    request = client.build_request(
+        "GET",
+        target.url_for(address),
+        headers={"Host": target.host_header},
+        extensions={"sni_hostname": target.server_name},
+    )
+    if auth is not None:
+        request = next(auth.sync_auth_flow(request))
+    return request
 
 
 def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
-    """Fetch *url* into *store*; raise TaskError/TransientError on failure."""
+    """Fetch *url* into *store*; raise TaskError/TransientError on failure.
+
+    ``CRAWL_TOTAL_TIMEOUT`` bounds the whole download, every redirect hop included
+    (deadline.py), except the name lookups, which the system resolver bounds.
+    """
     if not isinstance(url, str) or not url:
         raise TaskError("invalid_url", "URL must be a non-empty string")
     client = _http_client(settings)
-    deadline = time.monotonic() + settings.crawl_total_timeout
+    shown = strip_userinfo(url)
+    with deadline(settings.crawl_total_timeout):
+        try:
+            return _follow(client, url, shown, store, settings)
+        except httpx.TimeoutException:
+            if not expired():
+                raise
+            raise TransientError(
+                "timeout", f"download exceeded {settings.crawl_total_timeout} s"
+            ) from None
+
+
+def _follow(
+    client: httpx.Client, url: str, shown: str, store: ImageStore, settings: CelerySettings
+) -> Download:
+    target = parse_target(url)
+    #: Credentials go only to the origin they were written for (as browsers and
+    #: requests do): a redirect elsewhere, or to plain http, does not get them.
+    credentials = (target.origin, target.auth) if target.auth is not None else None
     current = url
     for _hop in range(settings.crawl_max_redirects + 1):
-        target, host_header, server_name = _pinned(current, settings)
-        request = client.build_request(
-            "GET", target, headers={"Host": host_header}, extensions={"sni_hostname": server_name}
-        )
-        response = client.send(request, stream=True)
+        if target.auth is None and credentials is not None and credentials[0] == target.origin:
+            target = replace(target, auth=credentials[1])
+        address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
+        response = client.send(request_for(client, target, address), stream=True)
         try:
             if response.is_redirect:
-                location = response.headers.get("location", "")
-                current = urljoin(current, location)
+                current = urljoin(current, response.headers.get("location", ""))
+                target = parse_target(current)
                 continue
-            return _store(response, strip_userinfo(url), store, settings, deadline)
+            return _store(response, shown, store, settings)
         finally:
             response.close()
     raise TaskError("too_many_redirects", f"more than {settings.crawl_max_redirects} redirects")
 
 
 def _store(
-    response: httpx.Response,
-    url: str,
-    store: ImageStore,
-    settings: CelerySettings,
-    deadline: float,
+    response: httpx.Response, url: str, store: ImageStore, settings: CelerySettings
 ) -> Download:
     status = response.status_code
     if status >= 500 or status == 429:
-        raise TransientError("http_error", f"HTTP {status}", {"status_code": status})
+        details: dict[str, object] = {"status_code": status}
+        # TASK_RETRY_BACKOFF_MAX caps it too: the config keeps that below the visibility
+        # timeout, so a retry waiting this long is not redelivered early.
+        cap = min(settings.crawl_retry_after_max, settings.task_retry_backoff_max)
+        wait = retry_after_seconds(response.headers.get("retry-after"), cap)
+        if wait is not None and status in (429, 503):
+            details["retry_after"] = wait
+        raise TransientError("http_error", f"HTTP {status}", details)
     if status >= 400 or status < 200:
         raise TaskError("http_error", f"HTTP {status}", {"status_code": status})
     limit = settings.crawl_max_bytes
@@ -190,7 +217,7 @@ def _store(
             writer.write(chunk)
             if writer.size > limit:
                 raise TaskError("too_large", f"body exceeds {limit} bytes")
-            if time.monotonic() > deadline:
+            if expired():  # a slow store counts too
                 raise TransientError(
                     "timeout", f"download exceeded {settings.crawl_total_timeout} s"
                 )

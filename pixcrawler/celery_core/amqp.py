@@ -58,7 +58,27 @@ class RedactingAMQP(AMQP):
 
 
 class MaskedRequest(Request):
-    """A worker's request whose ``info()`` (every inspect reply) shows the masked copies."""
+    """A worker's request whose ``info()`` (every inspect reply) shows the masked copies.
+
+    The copies are masked again here: a message from a producer that is not this app
+    (another codebase's Celery, a script, protocol 1, which has no copies and gets them
+    from the worker) carries them as its sender wrote them, and the worker repeats them
+    in ``scheduled``/``reserved``/``active``/``query_task``, its task-received event and
+    its own log lines.
+    """
+
+    @property
+    def argsrepr(self) -> str:
+        return redact_url(str(super().argsrepr or ""))
+
+    @property
+    def kwargsrepr(self) -> str:
+        return redact_url(str(super().kwargsrepr or ""))
 
     def info(self, safe: bool = False) -> Any:
-        return super().info(safe=True)
+        info = super().info(safe=True)
+        info["args"], info["kwargs"] = self.argsrepr, self.kwargsrepr
+        return info
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.humaninfo()} {self.argsrepr} {self.kwargsrepr}>"

@@ -25,7 +25,7 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from pixcrawler.celery_core.app import settings_of
 from pixcrawler.celery_core.config import CelerySettings
-from pixcrawler.celery_core.errors import TaskError, TransientError
+from pixcrawler.celery_core.errors import RetryRemaining, TaskError, TransientError
 
 ENVELOPE_SCHEMA = "pixcrawler.result/v1"
 #: The code of a failure nobody foresaw (a bug): logged with its traceback.
@@ -136,6 +136,12 @@ class BaseTask(Task):  # type: ignore[type-arg]
             countdown = backoff_delay(
                 retries, settings.task_retry_backoff, settings.task_retry_backoff_max
             )
+            retry_kwargs = None
+            if isinstance(error, RetryRemaining):
+                # Not sooner than the server asked (capped where it was read).
+                countdown = max(countdown, error.retry_after or 0.0)
+                if error.retry_kwargs is not None:
+                    retry_kwargs = {**(self.request.kwargs or {}), **error.retry_kwargs}
             self._log(
                 "task_retrying",
                 level=logging.WARNING,
@@ -145,7 +151,9 @@ class BaseTask(Task):  # type: ignore[type-arg]
                 countdown=round(countdown, 3),
             )
             # One retry message per failure; max_retries=None because we checked above.
-            raise self.retry(exc=error, countdown=countdown, max_retries=None) from exc
+            raise self.retry(
+                exc=error, countdown=countdown, max_retries=None, kwargs=retry_kwargs
+            ) from exc
         if error.retryable:
             error = TaskError(
                 "retries_exhausted",

@@ -419,6 +419,15 @@ class CelerySettings(BaseSettings):
         120.0, gt=0, description="Wall-clock limit for one download, slow servers included (s)"
     )
     crawl_max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed")
+    crawl_batch_concurrency: int = Field(
+        8, ge=1, le=64, description="Downloads one crawl task runs at once (per task)"
+    )
+    crawl_retry_after_max: DateSeconds = Field(
+        300,
+        gt=0,
+        description="Longest Retry-After (s) of a 429/503 a retry waits for "
+        "(TASK_RETRY_BACKOFF_MAX caps it too)",
+    )
     crawl_user_agent: str = Field("PixCrawler/0.1 (+image crawler)", min_length=1)
     crawl_allowed_networks: Annotated[list[Network], NoDecode] = Field(
         default_factory=list,

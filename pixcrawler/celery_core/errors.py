@@ -41,6 +41,29 @@ class TransientError(TaskError):
     retryable = True
 
 
+class RetryRemaining(TransientError):
+    """A transient failure whose retry should run with other arguments, not later than asked.
+
+    ``retry_kwargs`` replace the task's keyword arguments in the retry message (a crawl
+    batch carries the outcomes already final); ``retry_after`` is the least countdown (a
+    server's ``Retry-After``). Both are attributes, not ``args``: they steer this
+    worker's retry and are not stored with the exception.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        retry_kwargs: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code, message, details)
+        self.retry_kwargs = retry_kwargs
+        self.retry_after = retry_after
+
+
 class InvalidPayload(TaskError):
     """The task was called with arguments it cannot use; retrying would not help."""
 

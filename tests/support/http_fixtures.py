@@ -6,7 +6,9 @@ a test can prove how many times a worker really fetched a URL (retries included)
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import socket
 import threading
 import time
 import uuid
@@ -29,6 +31,12 @@ class Route:
     declared_length: int | None = None
     #: Seconds to wait before answering (a slow server keeps a crawl in flight).
     delay: float = 0.0
+    #: Trickle the response one byte per this many seconds: the headers (``"headers"``)
+    #: or the body (``"body"``), each byte well within any read timeout.
+    drip: float = 0.0
+    drip_part: str = "body"
+    #: HTTP Basic credentials the route insists on (401 without them).
+    auth: tuple[str, str] | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,9 +48,17 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self.send_error(404)
             return
+        self.server.record(path, dict(self.headers.items()))
         status = route.statuses[min(served, len(route.statuses) - 1)]
         if route.delay:
             time.sleep(route.delay)
+        if route.auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(route.auth).encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                status = 401
+        if route.drip:
+            self._drip(route, status)
+            return
         self.send_response(status)
         for name, value in route.headers.items():
             self.send_header(name, value)
@@ -69,6 +85,28 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(route.body)
 
+    def _drip(self, route: Route, status: int) -> None:
+        """The whole response byte by byte; the slow part sleeps between bytes."""
+        head = (
+            f"HTTP/1.0 {status} OK\r\nContent-Type: {route.content_type}\r\n"
+            f"Content-Length: {len(route.body)}\r\n\r\n"
+        ).encode()
+        path = self.path.split("?", 1)[0]
+        try:
+            for part, data in (("headers", head), ("body", route.body)):
+                if part != route.drip_part:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    continue
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(route.drip)
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.record_end(path, "cut off")
+        else:
+            self.server.record_end(path, "sent")
+
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: pytest output is for failures."""
 
@@ -76,15 +114,42 @@ class _Handler(BaseHTTPRequestHandler):
 class LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, 0), _Handler)
+        self.host = host
         self._routes: dict[str, Route] = {}
         self._hits: Counter[str] = Counter()
+        self._seen: dict[str, list[dict[str, str]]] = {}
+        self._ends: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def record(self, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self._seen.setdefault(path, []).append(headers)
+
+    def record_end(self, path: str, how: str) -> None:
+        with self._lock:
+            self._ends.setdefault(path, []).append(how)
+
+    def ends(self, url: str) -> list[str]:
+        """How each trickled response ended: ``sent`` whole, or ``cut off`` by the client."""
+        with self._lock:
+            return list(self._ends.get(_path_of(url), []))
+
+    def requests(self, url_or_path: str) -> list[dict[str, str]]:
+        """The headers of every request to the route, in order."""
+        with self._lock:
+            return list(self._seen.get(_path_of(url_or_path), []))
 
     def add(self, route: Route, name: str = "r") -> str:
         """Register *route* under a fresh path and return its full URL."""
@@ -105,9 +170,13 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
             return self._hits[path]
 
 
+def _path_of(url_or_path: str) -> str:
+    return "/" + url_or_path.split("/", 3)[-1] if "://" in url_or_path else url_or_path
+
+
 @contextlib.contextmanager
-def serving() -> Iterator[LoopbackHTTPServer]:
-    server = LoopbackHTTPServer()
+def serving(host: str = "127.0.0.1") -> Iterator[LoopbackHTTPServer]:
+    server = LoopbackHTTPServer(host)
     thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
     thread.start()
     try:

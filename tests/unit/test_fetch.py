@@ -6,18 +6,28 @@ asked about beyond that is an IP literal, so no name is ever looked up over the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
 
-from pixcrawler.builder.fetch import download, is_forbidden, resolve_checked, sniff
+from pixcrawler.builder.fetch import (
+    _http_client,
+    download,
+    is_forbidden,
+    request_for,
+    resolve_checked,
+    sniff,
+)
+from pixcrawler.builder.target import parse_target
 from pixcrawler.celery_core.config import CelerySettings, Network, load_settings
 from pixcrawler.celery_core.errors import TaskError, TransientError
 from pixcrawler.storage.local import LocalStore
 from pixcrawler.validator.images import inspect_image
 from tests.support import images
-from tests.support.http_fixtures import LoopbackHTTPServer, Route
+from tests.support.harness import wait_for
+from tests.support.http_fixtures import LoopbackHTTPServer, Route, serving
 
 LOOPBACK: list[Network] = [ip_network("127.0.0.0/8")]
 
@@ -341,3 +351,199 @@ def test_redirect_to_a_non_http_scheme_is_refused(
     with pytest.raises(TaskError) as info:
         download(hop, store, settings)
     assert info.value.code == "unsupported_scheme"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[zz::1]/a.png", "http://[fe80::1%25eth0]/a.png", "http://[::1/a.png"],
+)
+def test_malformed_hosts_are_invalid_urls_not_payloads(
+    settings: CelerySettings, url: str, store: LocalStore
+) -> None:
+    """urlsplit raises ValueError for these; it was reported as ``invalid_payload``."""
+    with pytest.raises(TaskError) as info:
+        download(url, store, settings)
+    assert info.value.code == "invalid_url"
+
+
+# --- the total time limit ---------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_deadline(tmp_path: Path) -> CelerySettings:
+    """A one-second total limit, far under what a trickling server needs."""
+    return load_settings(
+        {
+            "PIXCRAWLER_CELERY_STORAGE_DIR": str(tmp_path / "store"),
+            "PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "PIXCRAWLER_CELERY_CRAWL_READ_TIMEOUT": "5",
+            "PIXCRAWLER_CELERY_CRAWL_TOTAL_TIMEOUT": "1",
+        }
+    )
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickling_server_hits_the_total_timeout(
+    http: LoopbackHTTPServer, quick_deadline: CelerySettings, part: str
+) -> None:
+    """One byte every 50 ms, each well within the read timeout: about 4 s of headers or
+    13 s of body, which a per-read timeout alone lets through.
+
+    The proof is the server's: the crawler hung up before the response was complete
+    (before the fix it read every byte, then noticed the time).
+    """
+    store = LocalStore(quick_deadline.storage_dir)
+    body = images.png("drip", (8, 8))
+    url = http.add(Route(body=body, content_type="image/png", drip=0.05, drip_part=part))
+    with pytest.raises(TransientError) as info:
+        download(url, store, quick_deadline)
+    assert info.value.code == "timeout"
+    assert "1.0 s" in info.value.message
+    assert _leftovers(store) == []
+    wait_for(lambda: bool(http.ends(url)), 30, "the trickling response to end")
+    assert http.ends(url) == ["cut off"]
+
+
+def test_the_deadline_leaves_a_fast_download_alone(
+    http: LoopbackHTTPServer, quick_deadline: CelerySettings
+) -> None:
+    url = http.add(Route(body=images.png("fast", (8, 8))))
+    download(url, LocalStore(quick_deadline.storage_dir), quick_deadline)
+    # Kept-alive connections from the pool obey the next download's deadline, not this one's.
+    download(url, LocalStore(quick_deadline.storage_dir), quick_deadline)
+
+
+# --- credentials in the URL -------------------------------------------------------------
+
+PASSWORD = "pw:with@chars"
+
+
+def _with_credentials(url: str, user: str = "crawler", password: str = PASSWORD) -> str:
+    from urllib.parse import quote
+
+    return url.replace("http://", f"http://{quote(user, safe='')}:{quote(password, safe='')}@")
+
+
+def test_url_credentials_are_sent_as_basic_auth(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
+    url = http.add(Route(body=images.png("basic"), auth=("crawler", PASSWORD)))
+    result = download(_with_credentials(url), store, settings)
+    assert result.url == url
+    assert PASSWORD not in repr(result)
+    with pytest.raises(TaskError) as info:
+        download(url, store, settings)
+    assert info.value.details == {"status_code": 401}
+
+
+def test_credentials_follow_a_redirect_only_within_their_origin(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
+    body = images.png("basic-redirect")
+    same = http.add(Route(body=body, auth=("crawler", PASSWORD)))
+    relative = http.add(Route(statuses=[302], headers={"Location": same.removeprefix(http.base)}))
+    download(_with_credentials(relative), store, settings)
+    assert http.requests(same)[0]["Authorization"].startswith("Basic ")
+    # localhost is another origin than 127.0.0.1, though the same server.
+    elsewhere = http.add(Route(body=body))
+    away = elsewhere.replace("127.0.0.1", "localhost")
+    hop = http.add(Route(statuses=[302], headers={"Location": away}))
+    download(_with_credentials(hop), store, settings)
+    assert http.requests(hop)[0]["Authorization"].startswith("Basic ")
+    assert "Authorization" not in http.requests(elsewhere)[0]
+
+
+# --- IPv6 literals and internationalised names ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http6() -> Iterator[LoopbackHTTPServer]:
+    with serving("::1") as server:
+        yield server
+
+
+@pytest.fixture
+def settings6(settings: CelerySettings) -> CelerySettings:
+    return settings.model_copy(
+        update={"crawl_allowed_networks": [ip_network("127.0.0.0/8"), ip_network("::1/128")]}
+    )
+
+
+def test_an_ipv6_literal_gets_a_bracketed_host_header(
+    http6: LoopbackHTTPServer,
+    http: LoopbackHTTPServer,
+    settings6: CelerySettings,
+    store: LocalStore,
+) -> None:
+    url = http6.add(Route(body=images.png("ipv6")))
+    assert download(url, store, settings6).url == url
+    assert http6.requests(url)[0]["Host"] == f"[::1]:{http6.port}"
+    # A redirect from an IPv4 server to an IPv6 literal, without an explicit port there.
+    target = http6.add(Route(body=images.png("ipv6-redirect")))
+    hop = http.add(Route(statuses=[302], headers={"Location": target}))
+    download(hop, store, settings6)
+    assert http6.requests(target)[0]["Host"] == f"[::1]:{http6.port}"
+
+
+def test_ipv6_destinations_obey_the_allowed_networks(
+    http6: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
+    url = http6.add(Route(body=images.png("ipv6-refused")))
+    with pytest.raises(TaskError) as info:
+        download(url, store, settings)  # only 127.0.0.0/8 allowed
+    assert info.value.code == "forbidden_destination"
+    assert http6.hits(url) == 0
+
+
+def test_an_internationalised_name_is_sent_as_its_a_label(
+    http: LoopbackHTTPServer, settings: CelerySettings
+) -> None:
+    """The request the crawler builds for an IDN host, sent to the loopback server.
+
+    The sandbox cannot make an IDN name resolve to loopback (no /etc/hosts edits on a
+    shared machine, no nss-myhostname), so the address is given here instead of looked
+    up: everything after the lookup is the code a download runs.
+    """
+    url = http.add(Route(body=images.png("idn")))
+    path = url.removeprefix(http.base)
+    target = parse_target(
+        f"http://crawler:{PASSWORD.replace('@', '%40')}@Bücher.Example:{http.port}{path}"
+    )
+    assert target.host == "xn--bcher-kva.example"
+    client = _http_client(settings)
+    response = client.send(request_for(client, target, "127.0.0.1"))
+    assert response.status_code == 200
+    [seen] = http.requests(url)
+    assert seen["Host"] == f"xn--bcher-kva.example:{http.port}"
+    assert seen["Authorization"].startswith("Basic ")
+
+
+# --- Retry-After ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [("7", 7.0), ("100000", 300.0), ("soon", None), (None, None)]
+)
+def test_retry_after_is_reported_and_capped(
+    http: LoopbackHTTPServer,
+    settings: CelerySettings,
+    store: LocalStore,
+    header: str | None,
+    expected: float | None,
+) -> None:
+    headers = {"Retry-After": header} if header is not None else {}
+    url = http.add(Route(statuses=[429], headers=headers))
+    with pytest.raises(TransientError) as info:
+        download(url, store, settings)
+    assert info.value.details.get("retry_after") == expected
+
+
+def test_retry_after_is_capped_by_the_longest_retry_delay_too(
+    http: LoopbackHTTPServer, settings: CelerySettings, store: LocalStore
+) -> None:
+    """TASK_RETRY_BACKOFF_MAX stays below VISIBILITY_TIMEOUT (config); so does the wait."""
+    short = settings.model_copy(update={"task_retry_backoff_max": 20})
+    url = http.add(Route(statuses=[503], headers={"Retry-After": "100"}))
+    with pytest.raises(TransientError) as info:
+        download(url, store, short)
+    assert info.value.details["retry_after"] == 20
