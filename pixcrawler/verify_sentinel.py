@@ -206,18 +206,12 @@ def judge(answers: Sequence[SentinelAnswer], lag_note: str = "") -> str:
     return summary + lag_note
 
 
-def check_sentinels(settings: CelerySettings, io_timeout: float) -> str:
-    """Ask every Sentinel of the broker URL and judge the set (the ``sentinel`` check).
-
-    Raises :class:`SentinelProblem` when the set could not keep the broker available.
-    """
-    url = settings.broker_url.get_secret_value()
-    master_name = settings.sentinel_master_name
-    if not master_name:  # config refuses this; kept for a clear message all the same
-        raise SentinelProblem(f"{env_name('sentinel_master_name')} is not set")
-    connect_timeout = min(settings.redis_connect_timeout, io_timeout)
+def sentinel_connector(
+    settings: CelerySettings, io_timeout: float, connect_timeout: float
+) -> Callable[[Address], redis.Redis]:
+    """Connections to one Sentinel as the settings' Sentinel user, bounded and without
+    redis-py's retries: with one Sentinel down, the next one is asked at once."""
     credentials = settings.sentinel_kwargs()
-    username, password = credentials.get("username"), credentials.get("password")
 
     def connect(address: Address) -> redis.Redis:
         return redis.Redis(
@@ -227,10 +221,25 @@ def check_sentinels(settings: CelerySettings, io_timeout: float) -> str:
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
-            username=username,
-            password=password,
+            username=credentials.get("username"),
+            password=credentials.get("password"),
         )
 
+    return connect
+
+
+def check_sentinels(settings: CelerySettings, io_timeout: float) -> str:
+    """Ask every Sentinel of the broker URL and judge the set (the ``sentinel`` check).
+
+    Raises :class:`SentinelProblem` when the set could not keep the broker available.
+    """
+    url = settings.broker_url.get_secret_value()
+    master_name = settings.sentinel_master_name
+    if not master_name:  # config refuses this; kept for a clear message all the same
+        raise SentinelProblem(f"{env_name('sentinel_master_name')} is not set")
+    connect = sentinel_connector(
+        settings, io_timeout, min(settings.redis_connect_timeout, io_timeout)
+    )
     answers = [ask_sentinel(a, master_name, connect) for a in sentinel_addresses(url)]
     lag_note = ""
     master = next((a for a in answers if a.error is None and a.master), None)

@@ -12,12 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from pixcrawler.celery_core.config import CelerySettings, SentinelAddress, sentinel_addresses
-from pixcrawler.verify_sentinel import SentinelAnswer, ask_sentinel
+from pixcrawler.celery_core.config import CelerySettings, sentinel_addresses
+from pixcrawler.verify_sentinel import SentinelAnswer, ask_sentinel, sentinel_connector
 
 
 @dataclass(frozen=True)
@@ -47,19 +43,7 @@ def redis_state(client: Any) -> RedisState:
 def sentinel_answers(settings: CelerySettings, timeout: float) -> list[SentinelAnswer]:
     """Every Sentinel's view of the master (its error instead when it does not answer)."""
     master_name = settings.sentinel_master_name or ""
-    credentials = settings.sentinel_kwargs()
-
-    def connect(address: SentinelAddress) -> redis.Redis:
-        return redis.Redis(
-            host=address.host,
-            port=address.port,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-            username=credentials.get("username"),
-            password=credentials.get("password"),
-        )
+    connect = sentinel_connector(settings, timeout, timeout)
 
     url = settings.broker_url.get_secret_value()
     return [ask_sentinel(address, master_name, connect) for address in sentinel_addresses(url)]
