@@ -188,6 +188,9 @@ class RedisServer:
                 pixcrawler_redis_app_password=self.password,
                 pixcrawler_redis_flower_password=self.password + "-flower",
                 pixcrawler_sentinel_hosts=[],
+                # With a monitoring host, as env/prod: the monitoring user exists.
+                pixcrawler_monitoring_hosts=["monitoring"],
+                pixcrawler_redis_monitor_password=self.monitor_password,
             )
             + f"user {ADMIN_USER} on >{self.password} ~* &* +@all\n"
             + "".join(f"{line}\n" for line in self.extra_users)
@@ -207,6 +210,11 @@ class RedisServer:
         )
         # The role logs to stdout (the journal); the tests read a file.
         return conf.replace('logfile ""', f"logfile {self.log}")
+
+    @property
+    def monitor_password(self) -> str:
+        """The password of the role's monitoring user (``monitor``) on a shipped server."""
+        return self.password + "-monitor"
 
     @property
     def app_user(self) -> str:

@@ -552,3 +552,37 @@ def test_sentinel_client_acl_is_what_the_clients_were_proven_to_need() -> None:
     assert "off" in users["default"]
     assert "client-secret" not in acl  # hashes only
     assert "admin-secret" not in acl
+
+
+#: What the Redis role's monitoring user may run beyond ``pixcrawler exporter``'s own
+#: rules: Debian's prometheus-redis-exporter's slow log and latency reports (read-only).
+REDIS_EXPORTER_EXTRA = {"+slowlog|get", "+slowlog|len", "+latency|latest"}
+
+
+def test_monitoring_redis_user_is_the_exporters_rules_and_reads_only() -> None:
+    """The role's ``monitor`` user carries pixcrawler.exporter.REDIS_ACL_RULES verbatim
+    (what tests/integration/test_exporter.py proves enough) plus the Redis exporter's
+    read-only reports, and exists only in an environment with a monitoring host."""
+    from pixcrawler.exporter import REDIS_ACL_RULES
+    from tests.support.role_templates import render
+
+    def users(monitoring: list[str]) -> dict[str, list[str]]:
+        acl = render(
+            "pixcrawler_redis",
+            "users.acl.j2",
+            pixcrawler_redis_app_password="app-secret-" + "x" * 16,
+            pixcrawler_redis_flower_password="flower-secret-" + "x" * 16,
+            pixcrawler_redis_monitor_password="monitor-secret-" + "x" * 16,
+            pixcrawler_sentinel_hosts=[],
+            pixcrawler_monitoring_hosts=monitoring,
+        )
+        assert "monitor-secret-" not in acl  # hashes only
+        return {line.split()[1]: line.split() for line in acl.splitlines() if line.startswith("user ")}
+
+    assert "monitor" not in users([])
+    monitor = users(["monitoring-1"])["monitor"]
+    rules = monitor[4:]  # after "user monitor on #<hash>"
+    own = REDIS_ACL_RULES.split()
+    assert rules[: len(own)] == own
+    assert set(rules[len(own) :]) == REDIS_EXPORTER_EXTRA
+    assert not any(word.startswith("+config") for word in rules)  # CONFIG GET shows masterauth

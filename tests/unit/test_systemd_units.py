@@ -37,6 +37,9 @@ TARGET = "pixcrawler.target"
 SERVICES = (WORKER, FLOWER, BEAT)
 #: Not a Celery service: no pixcrawler.target, its own user (group_vars/all/fixed.yml).
 OBJECTSTORE = "pixcrawler-objectstore.service"
+#: Not a Celery service either: `pixcrawler exporter` under its own user, its own settings.
+EXPORTER = "pixcrawler-exporter.service"
+PIXCRAWLER = FIXED["venv"] + "/bin/pixcrawler"
 CELERY = FIXED["venv"] + "/bin/celery"
 WEED = FIXED["objectstore_venv"] + "/bin/weed"
 MAIN_ENV = FIXED["env_file"]
@@ -98,7 +101,7 @@ def seconds(value: str) -> int:
 
 def test_all_units_exist() -> None:
     present = {p.name for p in UNIT_DIR.iterdir()}
-    assert {*SERVICES, OBJECTSTORE, TARGET} <= present
+    assert {*SERVICES, OBJECTSTORE, EXPORTER, TARGET} <= present
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -174,7 +177,7 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
             problems.append(f"{name} {what}: {got!r}, fixed.yml says {expected!r}")
 
     for name, unit in units.items():
-        if name == OBJECTSTORE:  # its own user and program, below
+        if name in (OBJECTSTORE, EXPORTER):  # their own users and programs, below
             continue
         service = unit["Service"]
         want(name, "User=", service["User"], [FIXED["user"]])
@@ -219,6 +222,17 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
         data = [FIXED["objectstore_data_dir"]]
         want(OBJECTSTORE, "WorkingDirectory=", store["WorkingDirectory"], data)
         want(OBJECTSTORE, "ReadWritePaths=", store["ReadWritePaths"], data)
+    if EXPORTER in units:
+        exporter = units[EXPORTER]["Service"]
+        want(EXPORTER, "User=", exporter["User"], [FIXED["exporter_user"]])
+        want(EXPORTER, "Group=", exporter["Group"], [FIXED["exporter_group"]])
+        want(
+            EXPORTER,
+            "ExecStart=",
+            one(units[EXPORTER], "Service", "ExecStart").split(),
+            [PIXCRAWLER, "exporter", "--env-file", FIXED["exporter_env_file"]],
+        )
+        want(EXPORTER, "EnvironmentFile=", exporter["EnvironmentFile"], [])
     schedule = re.search(r"--schedule\s+(\S+)", one(units[BEAT], "Service", "ExecStart"))
     want(
         BEAT,
@@ -248,7 +262,7 @@ def test_fixed_facts_are_consistent_among_themselves() -> None:
 
 
 def test_units_name_exactly_the_fixed_facts() -> None:
-    assert unit_drift({name: load(name) for name in (*SERVICES, OBJECTSTORE)}) == []
+    assert unit_drift({name: load(name) for name in (*SERVICES, OBJECTSTORE, EXPORTER)}) == []
 
 
 def test_objectstore_drift_is_caught() -> None:
@@ -278,9 +292,14 @@ def test_unit_drift_is_caught() -> None:
     assert any("User=" in p for p in unit_drift(units))
 
 
+#: The task file that runs a role's program under supervisord, where not supervisor.yml.
+SUPERVISOR_TASKS = {"pixcrawler_monitoring": "supervisor-exporter.yml"}
+
+
 def supervisor_program(role: str, queue: str = "crawl") -> dict[str, object]:
     """The pixcrawler_supervisor_program a role's supervisor.yml passes, rendered."""
-    tasks = yaml.safe_load((ROLES / role / "tasks" / "supervisor.yml").read_text())
+    tasks_file = SUPERVISOR_TASKS.get(role, "supervisor.yml")
+    tasks = yaml.safe_load((ROLES / role / "tasks" / tasks_file).read_text())
     program = next(
         t["vars"]["pixcrawler_supervisor_program"]
         for t in tasks
@@ -315,6 +334,7 @@ def as_argv(command: str, queue: str) -> list[str]:
         ("pixcrawler_flower", FLOWER),
         ("pixcrawler_beat", BEAT),
         ("pixcrawler_objectstore", OBJECTSTORE),
+        ("pixcrawler_monitoring", EXPORTER),
     ],
 )
 def test_supervisor_programs_run_what_the_units_run(role: str, name: str) -> None:
@@ -374,7 +394,7 @@ SECRET_PATTERNS = (
 )
 
 
-@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, TARGET])
+@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, EXPORTER, TARGET])
 def test_no_secret_in_unit(name: str) -> None:
     for lineno, line in enumerate((UNIT_DIR / name).read_text().splitlines(), 1):
         if line.lstrip().startswith("#"):
@@ -408,13 +428,16 @@ HARDENING = {
 }
 
 
-@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE])
+@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, EXPORTER])
 def test_hardening(name: str) -> None:
     unit = load(name)
     for key, expected in HARDENING.items():
         assert one(unit, "Service", key) == expected, key
     assert "@system-service" in unit["Service"]["SystemCallFilter"]
-    assert one(unit, "Service", "ReadWritePaths").startswith("/var/lib/pixcrawler")
+    if name == EXPORTER:  # it writes nothing at all
+        assert not unit["Service"]["ReadWritePaths"]
+    else:
+        assert one(unit, "Service", "ReadWritePaths").startswith("/var/lib/pixcrawler")
 
 
 def test_objectstore_unit_runs_one_store_and_stops_in_time() -> None:
@@ -469,9 +492,9 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for unit in UNIT_DIR.iterdir():
         shutil.copy(unit, etc / unit.name)
     # The programs the units run: celery, weed, and kill (the store's ExecReload=).
-    for program in (CELERY, WEED, "/bin/kill"):
+    for program in (CELERY, WEED, PIXCRAWLER, "/bin/kill"):
         stub = root / program.lstrip("/")
-        stub.parent.mkdir(parents=True)
+        stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
     return root
@@ -481,6 +504,7 @@ INSTANCES = [f"pixcrawler-worker@{q.name}.service" for q in QUEUES] + [
     FLOWER,
     BEAT,
     OBJECTSTORE,
+    EXPORTER,
     TARGET,
 ]
 
@@ -511,7 +535,9 @@ def test_systemd_analyze_verify_can_fail(fake_root: Path, tmp_path: Path) -> Non
     assert "KillSignal" in proc.stdout + proc.stderr or "signal" in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["pixcrawler-worker@crawl.service", FLOWER, BEAT, OBJECTSTORE])
+@pytest.mark.parametrize(
+    "name", ["pixcrawler-worker@crawl.service", FLOWER, BEAT, OBJECTSTORE, EXPORTER]
+)
 def test_systemd_analyze_security_is_ok_or_better(fake_root: Path, name: str) -> None:
     proc = subprocess.run(
         [_analyze(), "security", "--offline=yes", f"--root={fake_root}", "--no-pager", name],

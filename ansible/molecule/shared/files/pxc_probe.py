@@ -25,8 +25,9 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
   wait-requests --marker M --count N
                                    wait until the slow server has seen N requests
   requests --marker M              how many URLs the slow server saw once, twice ...
-  flood --out F --count N [--queue Q ...]
-                                   N health checks, round robin over the queues
+  flood --out F --count N [--queue Q ...] [--priority P ...]
+                                   N health checks, round robin over the queues (and
+                                   the message priorities: kombu keeps one list each)
   stream --out F --seconds S --rate R
                                    publish health checks for S seconds; F records the
                                    ids whose publish returned (F.times: when each
@@ -168,7 +169,13 @@ def _queues(args: argparse.Namespace) -> list[str]:
 
 def cmd_flood(args: argparse.Namespace) -> int:
     app, queues = _app(), _queues(args)
-    ids = [app.send_task(HEALTH, queue=queues[n % len(queues)]).id for n in range(args.count)]
+    priorities = args.priority or [None]
+    ids = [
+        app.send_task(
+            HEALTH, queue=queues[n % len(queues)], priority=priorities[n % len(priorities)]
+        ).id
+        for n in range(args.count)
+    ]
     Path(args.out).write_text(json.dumps(ids))
     return _emit({"submitted": len(ids), "queues": queues}, True)
 
@@ -536,6 +543,7 @@ def main() -> int:
     f.add_argument("--out", required=True)
     f.add_argument("--count", type=int, required=True)
     f.add_argument("--queue", action="append")
+    f.add_argument("--priority", type=int, action="append")
     st = sub.add_parser("stream")
     st.add_argument("--out", required=True)
     st.add_argument("--seconds", type=float, required=True)
