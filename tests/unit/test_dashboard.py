@@ -26,11 +26,18 @@ import pytest
 
 from pixcrawler.celery_core.config import load_settings
 from pixcrawler.exporter.server import build
+from tests.support.dashboard import (
+    DASHBOARD,
+    concrete,
+    load,
+    panels,
+    queries,
+    variable_query,
+    variables,
+)
 from tests.support.paths import REPO
 
-FILES = REPO / "ansible" / "roles" / "pixcrawler_monitoring" / "files"
-DASHBOARD = FILES / "pixcrawler-dashboard.json"
-ALERT_RULES = FILES / "pixcrawler-alerts.yml"
+ALERT_RULES = DASHBOARD.parent / "pixcrawler-alerts.yml"
 EXPORTER = REPO / "pixcrawler" / "exporter"
 
 #: The one datasource reference a panel may carry: the dashboard's own variable.
@@ -38,14 +45,6 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: Grafana 10.0 writes 38, 11.x up to 41; older Grafanas migrate forward, never back.
 SCHEMA_VERSIONS = range(38, 42)
 PANEL_TYPES = {"row", "timeseries", "stat", "table", "gauge", "bargauge", "text", "state-timeline"}
-#: Grafana's built-in variables, as a query of a 6-hour dashboard would see them.
-BUILTINS = {
-    "__rate_interval": "1m",
-    "__interval": "30s",
-    "__interval_ms": "30000",
-    "__range": "6h",
-    "__range_s": "21600",
-}
 #: Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
 #: Constructors of metric families, by what their samples are called.
@@ -61,7 +60,6 @@ CONSTRUCTORS = {
 SUFFIXES = {"gauge": ("",), "counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 _METRIC_NAME = re.compile(r"^pixcrawler_[a-z0-9_]+$")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 _SELECTOR = re.compile(r"(?<![\w:])(pixcrawler_\w+)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"')
 _LABEL_VALUES = re.compile(r"^label_values\(\s*(\w+)\s*(?:\{[^}]*\})?\s*,\s*(\w+)\s*\)$")
@@ -79,47 +77,12 @@ class Family:
         return {base + suffix for suffix in SUFFIXES[self.kind]}
 
 
-def _load() -> Any:
-    return json.loads(DASHBOARD.read_text())
-
-
-def _panels(dashboard: Any) -> Iterator[Any]:
-    """Every panel, also those inside a collapsed row."""
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def _variables(dashboard: Any) -> dict[str, Any]:
-    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
-
-
-def _variable_query(variable: Any) -> str:
-    query = variable.get("query", "")
-    return str(query.get("query", "")) if isinstance(query, dict) else str(query)
-
-
-def _queries(dashboard: Any) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) of every panel target."""
-    for panel in _panels(dashboard):
-        for target in panel.get("targets", []):
-            yield f"panel {panel['id']} {panel['title']!r} {target['refId']}", target["expr"]
-
-
-def _concrete(expr: str, variables: dict[str, Any]) -> str:
-    """The query as Grafana sends it, variables replaced; an unknown variable fails."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name in BUILTINS:
-            return BUILTINS[name]
-        variable = variables.get(name)
-        assert variable is not None, f"{expr!r} uses ${name}, which the dashboard does not define"
-        assert variable["type"] == "query", f"{expr!r} uses ${name}, a {variable['type']} variable"
-        # A multi-value variable becomes a regex alternation inside the matcher's string.
-        return "crawl|validation" if variable.get("multi") else "crawl"
-
-    return _VARIABLE.sub(value, expr)
+def _concrete(expr: str, defined: dict[str, Any]) -> str:
+    # A multi-value variable becomes a regex alternation inside the matcher's string.
+    values = {
+        name: "crawl|validation" if v.get("multi") else "crawl" for name, v in defined.items()
+    }
+    return concrete(expr, defined, values)
 
 
 def _exporter_families() -> dict[str, Family]:
@@ -182,7 +145,7 @@ def _promtool() -> str:
 
 
 def test_the_dashboard_has_what_grafana_needs_on_import() -> None:
-    dashboard = _load()
+    dashboard = load()
     assert isinstance(dashboard["title"], str)
     assert dashboard["title"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dashboard["uid"]), "uid: 1-40 URL-safe chars"
@@ -191,13 +154,13 @@ def test_the_dashboard_has_what_grafana_needs_on_import() -> None:
     # dashboard on import.
     assert dashboard.get("id") is None
     assert {"from", "to"} <= dashboard["time"].keys()
-    variables = _variables(dashboard)
-    assert variables["datasource"]["type"] == "datasource"
-    assert variables["datasource"]["query"] == "prometheus"
-    queue = variables["queue"]
+    defined = variables(dashboard)
+    assert defined["datasource"]["type"] == "datasource"
+    assert defined["datasource"]["query"] == "prometheus"
+    queue = defined["queue"]
     assert queue["type"] == "query"
-    assert _variable_query(queue) == "label_values(pixcrawler_queue_backlog, queue)"
-    for panel in _panels(dashboard):
+    assert variable_query(queue) == "label_values(pixcrawler_queue_backlog, queue)"
+    for panel in panels(dashboard):
         where = f"panel {panel.get('id')} {panel.get('title')!r}"
         assert panel.get("type") in PANEL_TYPES, where
         assert isinstance(panel.get("title"), str), where
@@ -217,7 +180,7 @@ def test_the_dashboard_has_what_grafana_needs_on_import() -> None:
 
 def test_panels_do_not_overlap() -> None:
     taken: dict[tuple[int, int], str] = {}
-    for panel in _panels(_load()):
+    for panel in panels(load()):
         grid = panel["gridPos"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
             for y in range(grid["y"], grid["y"] + grid["h"]):
@@ -226,7 +189,7 @@ def test_panels_do_not_overlap() -> None:
 
 
 def test_every_panel_has_a_unique_id() -> None:
-    ids = [panel.get("id") for panel in _panels(_load())]
+    ids = [panel.get("id") for panel in panels(load())]
     assert all(isinstance(i, int) for i in ids), ids
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     assert duplicates == [], f"panel ids used twice: {duplicates}"
@@ -234,7 +197,7 @@ def test_every_panel_has_a_unique_id() -> None:
 
 def test_no_datasource_uid_is_hard_coded() -> None:
     """A UID names one Grafana's data source: every reference goes through the variable."""
-    dashboard = _load()
+    dashboard = load()
     assert "__inputs" not in dashboard  # an export "for sharing externally" needs no variable
 
     def walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -251,7 +214,7 @@ def test_no_datasource_uid_is_hard_coded() -> None:
     assert found, "no datasource reference at all"
     for path, value in found:
         assert value == DATASOURCE, f"{path}: {value!r}"
-    for panel in _panels(dashboard):
+    for panel in panels(dashboard):
         if panel["type"] != "row":
             assert panel.get("datasource") == DATASOURCE, panel["title"]
             assert all(t.get("datasource") == DATASOURCE for t in panel["targets"]), panel["title"]
@@ -261,14 +224,14 @@ def test_no_datasource_uid_is_hard_coded() -> None:
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
-    dashboard = _load()
-    variables = _variables(dashboard)
+    dashboard = load()
+    defined = variables(dashboard)
     rules = []
     names: dict[str, str] = {}
-    for index, (where, expr) in enumerate(_queries(dashboard)):
+    for index, (where, expr) in enumerate(queries(dashboard)):
         record = f"dashboard:query_{index}"
         names[record] = where
-        rules.append({"record": record, "expr": _concrete(expr, variables)})
+        rules.append({"record": record, "expr": _concrete(expr, defined)})
     assert rules
     path = tmp_path / "dashboard-rules.yml"
     # YAML is a superset of JSON: no YAML writer needed.
@@ -282,16 +245,16 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
 
 
 def test_every_pixcrawler_metric_and_label_exists_in_the_exporter() -> None:
-    dashboard = _load()
-    variables = _variables(dashboard)
+    dashboard = load()
+    defined = variables(dashboard)
     samples = _exporter_samples(_exporter_families())
     used: set[str] = set()
-    for where, expr in _queries(dashboard):
-        concrete = _concrete(expr, variables)
-        for name in _metric_names(concrete):
+    for where, expr in queries(dashboard):
+        query = _concrete(expr, defined)
+        for name in _metric_names(query):
             used.add(name)
             assert name in samples, f"{where}: {name} is no metric of pixcrawler/exporter"
-        for name, matchers in _SELECTOR.findall(concrete):
+        for name, matchers in _SELECTOR.findall(query):
             family = samples[name][1]
             if family.labels is None:
                 continue
@@ -300,10 +263,10 @@ def test_every_pixcrawler_metric_and_label_exists_in_the_exporter() -> None:
             )
             for label in _MATCHER.findall(matchers):
                 assert label in allowed, f"{where}: {name} has no label {label!r}"
-    for variable in variables.values():
+    for variable in defined.values():
         if variable["type"] != "query":
             continue
-        match = _LABEL_VALUES.match(_variable_query(variable))
+        match = _LABEL_VALUES.match(variable_query(variable))
         assert match, f"variable {variable['name']}: not a label_values() query"
         metric, label = match.groups()
         assert metric in samples, f"variable {variable['name']}: no metric {metric}"
@@ -368,7 +331,7 @@ def _alert_names() -> set[str]:
 def test_every_panel_says_what_a_bad_value_means_and_names_real_alerts() -> None:
     alerts = _alert_names()
     pointed: set[str] = set()
-    for panel in _panels(_load()):
+    for panel in panels(load()):
         if panel["type"] == "row":
             continue
         description = panel.get("description", "")
