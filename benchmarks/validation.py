@@ -17,7 +17,9 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.batch import BatchResult, run_batch
-from benchmarks.env import Bench, Profile
+from benchmarks.cases import BatchCase
+from benchmarks.crawl import chunks
+from benchmarks.env import Bench
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.validator.images import inspect_image
 
@@ -67,21 +69,27 @@ def pillow_ceiling(paths: list[Path], processes: int) -> tuple[float, float]:
 
 
 def _check(envelopes: list[Any]) -> None:
-    bad = [e for e in envelopes if len(e["data"]["valid"]) + e["data"]["duplicates"] != 1]
+    bad = [
+        e
+        for e in envelopes
+        if e["data"]["invalid"] or len(e["data"]["valid"]) + e["data"]["duplicates"] == 0
+    ]
     if bad:
-        raise RuntimeError(f"{len(bad)} images were not accepted: {bad[0]['data']!r}")
+        raise RuntimeError(f"{len(bad)} tasks did not accept their images: {bad[0]['data']!r}")
 
 
 def run_validation(
-    bench: Bench, profile: Profile, warm: list[Path], paths: list[Path]
+    bench: Bench, case: BatchCase, warm: list[Path], paths: list[Path]
 ) -> BatchResult:
+    """Validate *paths*, *case.per_task* per task."""
     return run_batch(
         bench,
-        profile,
+        case.profile,
         queue="validation",
         task=VALIDATE_TASK,
-        warmup=[str(p) for p in warm],
-        payloads=[str(p) for p in paths],
+        warmup=[str(p) for p in warm],  # one per task: every child warms up
+        payloads=chunks([str(p) for p in paths], case.per_task),
         check=_check,
-        label=profile.label,
+        label=case.label,
+        items=len(paths),
     )
