@@ -22,6 +22,7 @@ from benchmarks.deployed import deployed
 from benchmarks.env import Profile
 from benchmarks.redis_ceiling import TESTS
 from benchmarks.throughput import ThroughputResult
+from benchmarks.validation import Ceiling
 from pixcrawler.celery_core.queues import QUEUE_NAMES
 
 T = TypeVar("T")
@@ -41,7 +42,8 @@ class Report:
     crawl: list[BatchResult] = field(default_factory=list)
     crawl_profile: CrawlProfile | None = None
     validation: list[BatchResult] = field(default_factory=list)
-    validation_ceiling: list[float] = field(default_factory=list)
+    #: Per round: Pillow's ceiling, the batch row, the ceiling again (back to back).
+    validation_pairs: list[tuple[Ceiling, BatchResult, Ceiling]] = field(default_factory=list)
     maintenance: BatchResult | None = None
     storage: list[BatchResult] = field(default_factory=list)
     #: Load average (1/5/15 min) at the start of each section.
@@ -263,8 +265,17 @@ def figures(data: Report) -> notes.Figures:
         },
         validation_labels=(seed_v, one_v, batch_v),
         validation_per_task=VALIDATION_CASES[2].per_task,
-        ceiling=_median(data.validation_ceiling),
+        ceiling=_median(c.rate for c in ceilings(data)),
+        ceiling_cpu=_median(c.cpu_ms for c in ceilings(data)),
+        batch_shares=[
+            batch.rate / ((before.rate + after.rate) / 2)
+            for before, batch, after in data.validation_pairs
+        ],
     )
+
+
+def ceilings(data: Report) -> list[Ceiling]:
+    return [c for before, _, after in data.validation_pairs for c in (before, after)]
 
 
 def summary(data: Report) -> list[str]:
@@ -399,8 +410,8 @@ def render(data: Report) -> str:
     add("\n".join(batch_table(data.validation, "images")))
     add(
         f"| Pillow ceiling | multiprocessing, {data.machine['nproc']} processes | "
-        f"**{f.ceiling:.1f}** | {', '.join(f'{c:.1f}' for c in data.validation_ceiling)} "
-        "| | | |"
+        f"**{f.ceiling:.1f}** | {', '.join(f'{c.rate:.1f}' for c in ceilings(data))} "
+        f"| | {f.ceiling_cpu:.2f} | |"
     )
     add("")
     add(notes.validation_note(f))

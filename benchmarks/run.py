@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     # Images per (c) row, the same for every row (batch rows: in tasks of BATCH URLs).
     n_crawl = 400 if args.quick else 1200
     # Per (d) row: a multiple of BATCH, so the batch row's tasks are all full.
-    n_images = 200 if args.quick else 400
+    n_images = 200 if args.quick else 600
     # (a) is the headline and the noisiest; (c) and (d) move less from round to round.
     batch_rounds = rounds if args.quick or args.rounds else 2
     n_store = 200 if args.quick else 400
@@ -125,19 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         images = make_images(bench.storage / "validation", n_images + 40)
         warm, batch = images[:40], images[40:]
         validation: list[BatchResult] = []
-        ceilings: list[float] = []
         nproc = int(data.machine["nproc"])
+        batch_case, *one_per_task = reversed(VALIDATION_CASES)
         for r in range(batch_rounds):
-            # The ceiling is measured before and after the workers, as load drifts.
-            ceilings.append(pillow_ceiling(batch, nproc)[0])
-            _say(f"(d) round {r + 1}: Pillow ceiling {ceilings[-1]:.0f} images/s")
-            for case in VALIDATION_CASES:
+            # The batch row between two ceilings, measured back to back: the share of the
+            # ceiling is taken per round, as the load drifts between rounds.
+            before = pillow_ceiling(batch, nproc)
+            validation.append(run_validation(bench, batch_case, warm, batch))
+            after = pillow_ceiling(batch, nproc)
+            data.validation_pairs.append((before, validation[-1], after))
+            _say(
+                f"(d) round {r + 1}: Pillow {before.rate:.0f}, {batch_case.label} "
+                f"{validation[-1].rate:.0f}, Pillow {after.rate:.0f} images/s"
+            )
+            for case in reversed(one_per_task):
                 validation.append(run_validation(bench, case, warm, batch))
                 _say(f"(d) round {r + 1}: {case.label} {validation[-1].rate:.0f} images/s")
-            ceilings.append(pillow_ceiling(batch, nproc)[0])
-            _say(f"(d) round {r + 1}: Pillow ceiling {ceilings[-1]:.0f} images/s")
-        data.validation = validation
-        data.validation_ceiling = ceilings
+        order = [c.label for c in VALIDATION_CASES]
+        data.validation = sorted(validation, key=lambda v: order.index(v.label))
 
         data.load["(e)"] = load_average()
         data.storage = storage_rounds(bench, batch_rounds, n_store)
