@@ -12,6 +12,7 @@ Everything talks to loopback only.
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run only (e), local vs S3 store, and print its table (the report is kept)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="also save the measurements here (pickle), for --render-only",
+    )
+    parser.add_argument(
+        "--render-only",
+        type=Path,
+        default=None,
+        metavar="DATA",
+        help="write the report from measurements saved with --data, without measuring",
+    )
     args = parser.parse_args(argv)
+    if args.render_only is not None:
+        with args.render_only.open("rb") as handle:
+            saved: report.Report = pickle.load(handle)  # noqa: S301 - our own file
+        args.output.write_text(report.render(saved))
+        _say(f"wrote {args.output} from {args.render_only}")
+        return 0
     rounds = args.rounds or (1 if args.quick else 3)
     n_tasks, n_rtt = (600, 20) if args.quick else (1500, 50)
     # Images per (c) row, the same for every row (batch rows: in tasks of BATCH URLs).
@@ -127,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         validation: list[BatchResult] = []
         nproc = int(data.machine["nproc"])
         batch_case, *one_per_task = reversed(VALIDATION_CASES)
-        for r in range(batch_rounds):
+        for r in range(batch_rounds + 1):
             # The batch row between two ceilings, measured back to back: the share of the
-            # ceiling is taken per round, as the load drifts between rounds.
+            # ceiling is taken per round, as the load drifts between rounds (one round
+            # more than the other rows: each is short, and the share is the headline).
             before = pillow_ceiling(batch, nproc)
             validation.append(run_validation(bench, batch_case, warm, batch))
             after = pillow_ceiling(batch, nproc)
@@ -138,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(d) round {r + 1}: Pillow {before.rate:.0f}, {batch_case.label} "
                 f"{validation[-1].rate:.0f}, Pillow {after.rate:.0f} images/s"
             )
-            for case in reversed(one_per_task):
+            for case in reversed(one_per_task if r < batch_rounds else []):
                 validation.append(run_validation(bench, case, warm, batch))
                 _say(f"(d) round {r + 1}: {case.label} {validation[-1].rate:.0f} images/s")
         order = [c.label for c in VALIDATION_CASES]
@@ -162,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         data.machine["load average at end (1/5/15 min)"] = load_average()
     data.elapsed = time.perf_counter() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.data is not None:
+        with args.data.open("wb") as handle:
+            pickle.dump(data, handle)
     args.output.write_text(report.render(data))
     _say(f"wrote {args.output} ({data.elapsed:.0f} s)")
     if not args.quick and args.rounds is None and report.stamp_wall_time(README, data.elapsed):
