@@ -61,8 +61,13 @@ def run_batch(
     payloads: list[Any],
     check: Callable[[list[Any]], None],
     label: str,
+    items: int | None = None,
 ) -> BatchResult:
-    """Time *payloads* through the profile's workers; *check* validates the envelopes."""
+    """Time *payloads* through the profile's workers; *check* validates the envelopes.
+
+    *items* counts what the rate is per (images in batches of several per task); by
+    default one per payload.
+    """
     bench.reset_redis()
     with bench.workers(profile, queue) as workers:
         pids = [w.proc.pid for w in workers if w.proc is not None]
@@ -77,7 +82,7 @@ def run_batch(
     return BatchResult(
         label=label,
         profile=profile.describe(),
-        items=len(payloads),
+        items=len(payloads) if items is None else items,
         seconds=seconds,
         worker_cpu_s=worker_cpu,
         rss_kib=memory.peak.rss_kib,

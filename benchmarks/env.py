@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from benchmarks.deployed import DeployedQueue, command
 from pixcrawler.celery_core.app import create_app
 from pixcrawler.celery_core.config import load_settings
 from tests.support.harness import RedisServer, Worker, settings_env
@@ -38,8 +39,13 @@ class Profile:
     #: PIXCRAWLER_CELERY_REDIS_CLIENT_REUSE and _REQUEUE_ON_RESTART (transport.py); the seed
     #: rows run without them so they stay the original behaviour.
     patched: bool = False
+    #: Run exactly what the Ansible role installs for this queue (deployed.py): the
+    #: unit's command line and the prod settings; pool and concurrency above are its own.
+    deployed: DeployedQueue | None = None
 
     def describe(self) -> str:
+        if self.deployed is not None:
+            return self._describe_deployed(self.deployed)
         keys = {
             "WORKER_PREFETCH_MULTIPLIER": "prefetch",
             "TASK_TRACK_STARTED": "track_started",
@@ -58,6 +64,30 @@ class Profile:
         parts += list(self.extra)
         return ", ".join(parts)
 
+    def _describe_deployed(self, d: DeployedQueue) -> str:
+        on = {True: "on", False: "off"}
+        units = f"{d.instances} unit" + ("s" if d.instances > 1 else "")
+        parts = [
+            f"{units} `{' '.join(d.flags())}`",
+            f"events {on[self.flag('ENABLE_MONITORING', d.events)]}",
+            f"client reuse {on[self.flag('REDIS_CLIENT_REUSE', d.client_reuse)]}",
+            f"requeue on restart {on[self.flag('REQUEUE_ON_RESTART', d.requeue_on_restart)]}",
+        ]
+        parts += [f"{k}={v} (env/prod.yml)" for k, v in d.settings.items()]
+        return ", ".join(parts)
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A boolean setting of this row: its own value, else *default*."""
+        value = self.settings.get(name)
+        return default if value is None else value.lower() == "true"
+
+
+#: Test settings of the harness's settings_env that a deployed host does not have.
+HARNESS_ONLY = (
+    "PIXCRAWLER_CELERY_TASK_RETRY_BACKOFF",
+    "PIXCRAWLER_CELERY_TASK_RETRY_BACKOFF_MAX",
+    "PIXCRAWLER_CELERY_WORKER_CONCURRENCY",
+)
 
 SEED_SETTINGS = {
     "WORKER_CONCURRENCY": "35",
@@ -104,6 +134,14 @@ class Bench:
 
     def env(self, profile: Profile, **more: str) -> dict[str, str]:
         settings = {**profile.settings, **more}
+        if profile.deployed is not None:
+            # The package's defaults, as a host has them: the harness's test overrides go,
+            # except where the broker, the store and the loopback image server are.
+            env = settings_env(self.redis, self.storage, **settings)
+            for key in HARNESS_ONLY:
+                if key.removeprefix("PIXCRAWLER_CELERY_") not in settings:
+                    env.pop(key, None)
+            return env
         settings.setdefault("REDIS_CLIENT_REUSE", "true" if profile.patched else "false")
         settings.setdefault("REQUEUE_ON_RESTART", "true" if profile.patched else "false")
         settings.setdefault("WORKER_CONCURRENCY", str(profile.concurrency))
@@ -132,6 +170,8 @@ class Bench:
                     include=include,
                     extra=profile.extra,
                 )
+                if profile.deployed is not None:
+                    worker.cmd = command(profile.deployed, worker.name, include)
                 started.append(worker)
                 worker.start()
             yield started

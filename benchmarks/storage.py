@@ -28,8 +28,8 @@ from tests.support.seaweed import SeaweedServer
 
 CRAWL_TASK = "builder.tasks.crawl_task"
 VALIDATE_TASK = "validator.tasks.validate_task"
-CRAWL_PROFILE = CRAWL_CASES[1]
-VALIDATION_PROFILE = VALIDATION_CASES[1]
+CRAWL_PROFILE = CRAWL_CASES[1].profile
+VALIDATION_PROFILE = VALIDATION_CASES[1].profile
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.batch import BatchResult, run_batch
-from benchmarks.env import Bench, Profile
+from benchmarks.cases import BatchCase
+from benchmarks.crawl import chunks
+from benchmarks.env import Bench
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.validator.images import inspect_image
 
@@ -50,38 +53,57 @@ def _settings() -> CelerySettings:
     return CelerySettings()
 
 
-def _inspect(path: str) -> str:
-    return inspect_image(Path(path).read_bytes(), _settings()).format
+def _inspect(path: str) -> tuple[str, float]:
+    """The format, and the CPU seconds this process spent reading and checking it."""
+    start = time.process_time()
+    fmt = inspect_image(Path(path).read_bytes(), _settings()).format
+    return fmt, time.process_time() - start
 
 
-def pillow_ceiling(paths: list[Path], processes: int) -> tuple[float, float]:
-    """(images/s, seconds) for inspect_image over *paths* on *processes* processes."""
+@dataclass
+class Ceiling:
+    rate: float
+    seconds: float
+    #: CPU of the decoding processes per image (ms).
+    cpu_ms: float
+
+
+def pillow_ceiling(paths: list[Path], processes: int) -> Ceiling:
+    """inspect_image over *paths* on *processes* processes: images/s and CPU per image."""
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         pool.map(_inspect, [str(p) for p in paths[: processes * 2]])  # warm the pool
         start = time.perf_counter()
-        formats = pool.map(_inspect, [str(p) for p in paths], chunksize=4)
+        done = pool.map(_inspect, [str(p) for p in paths], chunksize=4)
         seconds = time.perf_counter() - start
-    if set(formats) != {"JPEG"}:
-        raise RuntimeError(f"Pillow ceiling: unexpected formats {set(formats)}")
-    return len(paths) / seconds, seconds
+    formats = {fmt for fmt, _ in done}
+    if formats != {"JPEG"}:
+        raise RuntimeError(f"Pillow ceiling: unexpected formats {formats}")
+    cpu = sum(c for _, c in done)
+    return Ceiling(len(paths) / seconds, seconds, cpu * 1000 / len(paths))
 
 
 def _check(envelopes: list[Any]) -> None:
-    bad = [e for e in envelopes if len(e["data"]["valid"]) + e["data"]["duplicates"] != 1]
+    bad = [
+        e
+        for e in envelopes
+        if e["data"]["invalid"] or len(e["data"]["valid"]) + e["data"]["duplicates"] == 0
+    ]
     if bad:
-        raise RuntimeError(f"{len(bad)} images were not accepted: {bad[0]['data']!r}")
+        raise RuntimeError(f"{len(bad)} tasks did not accept their images: {bad[0]['data']!r}")
 
 
 def run_validation(
-    bench: Bench, profile: Profile, warm: list[Path], paths: list[Path]
+    bench: Bench, case: BatchCase, warm: list[Path], paths: list[Path]
 ) -> BatchResult:
+    """Validate *paths*, *case.per_task* per task."""
     return run_batch(
         bench,
-        profile,
+        case.profile,
         queue="validation",
         task=VALIDATE_TASK,
-        warmup=[str(p) for p in warm],
-        payloads=[str(p) for p in paths],
+        warmup=[str(p) for p in warm],  # one per task: every child warms up
+        payloads=chunks([str(p) for p in paths], case.per_task),
         check=_check,
-        label=profile.label,
+        label=case.label,
+        items=len(paths),
     )

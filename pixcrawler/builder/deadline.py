@@ -13,6 +13,7 @@ has its own, and a pooled keep-alive connection obeys whichever download is usin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 import typing
 from collections.abc import Iterator
@@ -107,21 +108,62 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+#: Connection pools one transport spreads its requests over (see :class:`_Pools`).
+POOLS = 8
+
+
+class _Pools(httpcore.ConnectionPool):
+    """Several httpcore pools behind one, each request sent through the next in turn.
+
+    httpcore's pool looks through all its connections and all waiting requests for
+    every request and every response closed, under one lock, so its CPU grows with the
+    square of the downloads in flight. Measured with 160 downloads in flight in one
+    process (20 batch tasks of 8): 2.0 ms of CPU per image in that scan alone, against
+    0.15 ms with 16 in flight. Each of the pools here holds a share of the connections
+    (keep-alive works within it), so each scan is over a share.
+    """
+
+    def __init__(self, pools: list[httpcore.ConnectionPool]) -> None:
+        # Not super().__init__: this pool holds no connections of its own.
+        self._pools = pools
+        self._turn = itertools.count()
+        self._connections = []
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        return self._pools[next(self._turn) % len(self._pools)].handle_request(request)
+
+    @property
+    def connections(self) -> list[httpcore.ConnectionInterface]:
+        return [c for pool in self._pools for c in pool.connections]
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.close()
+
+
 class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's own transport with its connection pool on the deadline-keeping backend.
+    """httpx's own transport with its connection pools on the deadline-keeping backend.
 
     httpx builds its pool without a way to choose the network backend, so the pool is
     rebuilt here with the same arguments plus the backend (httpx 0.28); the unit tests
-    of the total timeout fail if a later httpx stops using it.
+    of the total timeout fail if a later httpx stops using it. It is rebuilt as
+    :data:`POOLS` pools sharing one TLS context, each with the given limits (httpcore
+    counts every connection of a pool against its keep-alive limit, idle or not, so a
+    share of the limit would close connections that are about to be reused).
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
         ssl_context = httpx.create_ssl_context(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_DeadlineBackend(),
+        self._pool = _Pools(
+            [
+                httpcore.ConnectionPool(
+                    ssl_context=ssl_context,
+                    max_connections=limits.max_connections,
+                    max_keepalive_connections=limits.max_keepalive_connections,
+                    keepalive_expiry=limits.keepalive_expiry,
+                    network_backend=_DeadlineBackend(),
+                )
+                for _ in range(POOLS)
+            ]
         )

@@ -9,7 +9,7 @@ from pixcrawler.celery_core.base import BaseTask, classify
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import InvalidPayload, TaskError, TransientError
 from pixcrawler.storage import ObjectMissing, ObjectTooLarge, OutsideStore, get_store
-from pixcrawler.validator.images import inspect_image
+from pixcrawler.validator.images import ImageInfo, inspect_image
 
 app = get_celery_app()
 
@@ -34,25 +34,35 @@ def _paths(payload: Any) -> list[str]:
     return paths
 
 
-def _first_seen_by(task: BaseTask, sha256: str, settings: CelerySettings) -> str | None:
-    """Register the hash; return the task id that saw it first if that was another task."""
+def _first_seen_by(task: BaseTask, hashes: list[str], settings: CelerySettings) -> list[str | None]:
+    """Register each hash; for each, the task id that saw it first if that was another task.
+
+    One pipeline for the whole list (a SET NX and a GET per hash, in order), so a batch
+    pays one round trip to Redis, not one per file; a hash twice in the list is the same
+    task's both times, as before.
+    """
     client = result_client(task.app)
-    key = SEEN_KEY.format(sha256=sha256)
     me = task.request.id or "direct-call"
-    if client.set(key, me, nx=True, ex=settings.storage_retention_seconds):
-        return None
-    owner = client.get(key)
-    owner_id = owner.decode() if isinstance(owner, bytes) else owner
-    return None if owner_id == me else str(owner_id)
+    pipe = client.pipeline(transaction=False)
+    for sha256 in hashes:
+        key = SEEN_KEY.format(sha256=sha256)
+        pipe.set(key, me, nx=True, ex=settings.storage_retention_seconds)
+        pipe.get(key)
+    replies = pipe.execute()
+    owners: list[str | None] = []
+    for created, owner in zip(replies[::2], replies[1::2], strict=True):
+        owner_id = owner.decode() if isinstance(owner, bytes) else owner
+        owners.append(None if created or owner_id == me else str(owner_id))
+    return owners
 
 
-def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[str, Any]:
+def inspect_one(path: str, settings: CelerySettings) -> tuple[str, ImageInfo] | dict[str, Any]:
+    """(reference, image info) for a file that passes, or its ``invalid`` outcome."""
     store = get_store(settings)
     try:
         ref = store.resolve(path)
         # Never more than a crawl may store: the bound holds for references from anywhere.
-        info = inspect_image(store.read(ref, settings.crawl_max_bytes), settings)
-        duplicate_of = _first_seen_by(task, info.sha256, settings)
+        return ref, inspect_image(store.read(ref, settings.crawl_max_bytes), settings)
     except ObjectMissing:
         return _error(path, TaskError("missing_file", "file does not exist"))
     except OutsideStore as exc:
@@ -61,16 +71,37 @@ def validate_one(task: BaseTask, path: str, settings: CelerySettings) -> dict[st
         return _error(path, TaskError("too_large", str(exc)))
     except Exception as exc:
         return _error(path, classify(exc))
-    return {
-        "path": ref,
-        "status": "duplicate" if duplicate_of else "valid",
-        "duplicate_of": duplicate_of,
-        "format": info.format,
-        "width": info.width,
-        "height": info.height,
-        "mode": info.mode,
-        "sha256": info.sha256,
-    }
+
+
+def validate_paths(
+    task: BaseTask, paths: list[str], settings: CelerySettings
+) -> list[dict[str, Any]]:
+    """Per-file outcomes, in the order of *paths*: each file checked, then the hashes of
+    those that passed registered in one round trip."""
+    checked = [inspect_one(p, settings) for p in paths]
+    passed = [(i, c) for i, c in enumerate(checked) if isinstance(c, tuple)]
+    outcomes: list[dict[str, Any]] = [c if isinstance(c, dict) else {} for c in checked]
+    if not passed:
+        return outcomes
+    try:
+        owners = _first_seen_by(task, [info.sha256 for _, (_, info) in passed], settings)
+    except Exception as exc:  # Redis unreachable: each file says so, as it always did
+        error = classify(exc)
+        for i, _ in passed:
+            outcomes[i] = _error(paths[i], error)
+        return outcomes
+    for (i, (ref, info)), duplicate_of in zip(passed, owners, strict=True):
+        outcomes[i] = {
+            "path": ref,
+            "status": "duplicate" if duplicate_of else "valid",
+            "duplicate_of": duplicate_of,
+            "format": info.format,
+            "width": info.width,
+            "height": info.height,
+            "mode": info.mode,
+            "sha256": info.sha256,
+        }
+    return outcomes
 
 
 def _error(path: str, error: TaskError) -> dict[str, Any]:
@@ -87,7 +118,7 @@ def _error(path: str, error: TaskError) -> dict[str, Any]:
 def validate_task(self: BaseTask, payload: Any) -> dict[str, Any]:
     """Verify images from a crawl; FAILURE when none of them is acceptable."""
     settings = self.settings
-    outcomes = [validate_one(self, p, settings) for p in _paths(payload)]
+    outcomes = validate_paths(self, _paths(payload), settings)
     invalid = [o for o in outcomes if o["status"] == "invalid"]
     if len(invalid) == len(outcomes):
         if len(outcomes) == 1:

@@ -5,8 +5,10 @@ The S3 store, against a real SeaweedFS, is tests/integration/test_s3_store.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,33 @@ def test_read_is_bounded_and_missing_objects_are_named(root: Path) -> None:
     assert store.delete(str(path))
     assert not store.exists(str(path))
     assert not store.delete(str(path))
+
+
+@pytest.mark.parametrize(("limit", "whole"), [(5000, True), (999, False)])
+def test_read_of_an_object_larger_than_its_size_said_is_complete_and_bounded(
+    root: Path, limit: int, whole: bool
+) -> None:
+    """Read sizes its buffer from fstat; an object that has more (a FIFO says 0 bytes)
+    is read on up to the limit and refused above it."""
+    fifo = root / "ab" / ("1" * 64 + ".png")
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    body = b"y" * 1000
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), fifo.open("wb") as writer:
+            writer.write(body)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    try:
+        if whole:
+            assert LocalStore(root).read(str(fifo), limit) == body
+        else:
+            with pytest.raises(ObjectTooLarge):
+                LocalStore(root).read(str(fifo), limit)
+    finally:
+        thread.join(10)
 
 
 def test_sweep_removes_by_age_and_stale_leftovers_after_an_hour(root: Path) -> None:
