@@ -577,7 +577,9 @@ def test_monitoring_redis_user_is_the_exporters_rules_and_reads_only() -> None:
             pixcrawler_monitoring_hosts=monitoring,
         )
         assert "monitor-secret-" not in acl  # hashes only
-        return {line.split()[1]: line.split() for line in acl.splitlines() if line.startswith("user ")}
+        return {
+            line.split()[1]: line.split() for line in acl.splitlines() if line.startswith("user ")
+        }
 
     assert "monitor" not in users([])
     monitor = users(["monitoring-1"])["monitor"]
