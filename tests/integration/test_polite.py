@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
@@ -289,3 +290,39 @@ def test_exempt_hosts_skip_robots_and_limits_and_say_so(app: Celery, crawl_worke
         assert server.max_in_flight(server.host_header) > IN_FLIGHT  # not limited
     assert "exempt from robots.txt and per-site limits" in crawl_worker.log()
     assert EXEMPT in crawl_worker.log()
+
+
+def test_the_redis_roles_acl_allows_everything_politeness_does(tmp_path: Path) -> None:
+    """The app user of the pixcrawler_redis role (its own users.acl) runs the limiter's
+    and the robots cache's commands and scripts; Redis's ACL LOG stays empty."""
+    from pixcrawler.builder.robots import RobotsCache, Site
+    from pixcrawler.builder.sites import Lease, SiteLimiter, site_keys
+    from pixcrawler.builder.target import parse_target
+    from pixcrawler.celery_core.config import load_settings
+
+    own = RedisServer(tmp_path / "redis", "polite-acl-" + "y" * 16, shipped=True)
+    own.start()
+    try:
+        settings = load_settings(settings_env(own, tmp_path / "images"))
+        client = redis.Redis.from_url(own.url(1))
+        limiter = SiteLimiter(client, settings)
+        robots = RobotsCache(client, settings)
+        lease = limiter.try_acquire("acl.example")
+        assert isinstance(lease, Lease)
+        limiter.release(lease)
+        with site(robots_txt("User-agent: *\nDisallow: /x\n")) as server:
+            target = parse_target(server.base + "/")
+            where = Site.of(target)
+            assert robots.cached(where) is None
+            token = robots.try_lock(where)
+            assert token is not None
+            assert robots.fetch(where, token).state == "rules"
+            fresh = RobotsCache(client, settings).cached(where)  # from Redis, not the memo
+            assert fresh is not None
+            assert fresh.state == "rules"
+        admin = own.client(1)
+        assert admin.ttl(where.key) > 0
+        assert all(admin.pttl(key) > 0 for key in site_keys("acl.example") if admin.exists(key))
+        assert not admin.acl_log(), "the app user was refused something by the role's ACL"
+    finally:
+        own.stop()
