@@ -23,8 +23,9 @@ The RFC's rules, and what a URL's outcome then says:
   in Redis too, so a batch of 1,000 URLs of a failing site asks once, not 1,000 times).
   429 is the RFC's 4xx, but it says "not now", not "there are no rules", and allowing
   everything in answer to it would be the opposite of polite.
-- A refusal before any request (the site's name resolves to a private address, does
-  not resolve) is the URL's own error, as its download would have been.
+- A refusal of the site itself (its name resolves to a private address, or does not
+  resolve) is the URL's own error, as its download would have been. A redirect to
+  somewhere refused or not fetchable counts as no robots.txt.
 
 Cached values are small: ``A`` (allow all), ``U`` (unreachable), or ``R`` plus the
 zlib-compressed robots.txt as read, and always with a TTL (the Redis role runs with
@@ -134,14 +135,16 @@ def fetch_robots(site: Site, settings: CelerySettings) -> tuple[State, bytes]:
     client = http_client(settings)
     target = site.robots_target()
     current = f"{site.scheme}://{target.host_header}/robots.txt"
+    hops = 0  # redirects followed: a refusal after one is not the site's own
     try:
         with deadline(settings.crawl_total_timeout):
-            for _hop in range(MAX_REDIRECTS + 1):
+            for _ in range(MAX_REDIRECTS + 1):
                 address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
                 request = request_for(client, target, address, accept="text/plain, */*;q=0.5")
                 response = client.send(request, stream=True)
                 try:
                     if response.is_redirect:
+                        hops += 1
                         current = urljoin(current, response.headers.get("location", ""))
                         target = parse_target(current)
                         target = Target(
@@ -160,7 +163,9 @@ def fetch_robots(site: Site, settings: CelerySettings) -> tuple[State, bytes]:
     except TaskError as exc:
         if exc.retryable:  # a name lookup that may work later
             return "unreachable", b""
-        raise TaskError(exc.code, f"robots.txt: {exc.message}", exc.details) from None
+        if hops == 0:
+            raise  # the site itself is refused: its URLs get the refusal a download would
+        return "absent", b""  # redirected somewhere that cannot be fetched: no rules
     return "absent", b""  # more redirects than the RFC asks to follow
 
 
