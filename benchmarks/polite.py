@@ -57,7 +57,7 @@ class _CountingServer(_Server):
         self.most = 0
 
 
-def _serve_sites(ports: Any, most: Any, delay: float, sites: int) -> None:
+def _serve_sites(ports: Any, most: Any, generation: Any, delay: float, sites: int) -> None:
     servers = []
     for site in range(sites):
         server = _CountingServer((site_address(site), 0))
@@ -65,7 +65,13 @@ def _serve_sites(ports: Any, most: Any, delay: float, sites: int) -> None:
         servers.append(server)
         threading.Thread(target=server.serve_forever, daemon=True).start()
     ports.put([s.server_address[1] for s in servers])
-    while True:  # publish each site's most-in-flight for the parent
+    seen = generation.value
+    while True:  # publish each site's most-in-flight for the parent; reset when asked
+        if generation.value != seen:
+            seen = generation.value
+            for server in servers:
+                with server.lock:
+                    server.most = server.in_flight
         for i, server in enumerate(servers):
             most[i] = server.most
         time.sleep(0.05)
@@ -76,6 +82,12 @@ class Sites:
     bases: list[str]
     #: Shared with the server process: the most requests each site had at once.
     most: Any
+    generation: Any
+
+    def reset(self) -> None:
+        """Start counting afresh (the server process notices within 50 ms)."""
+        self.generation.value += 1
+        time.sleep(0.2)
 
     def max_in_flight(self) -> int:
         time.sleep(0.2)  # the server publishes every 50 ms
@@ -88,26 +100,27 @@ def site_servers(delay: float = DELAY, sites: int = SITES) -> Iterator[Sites]:
     ctx = multiprocessing.get_context("spawn")
     ports: Any = ctx.Queue()
     most: Any = ctx.Array("i", sites, lock=False)
-    proc = ctx.Process(target=_serve_sites, args=(ports, most, delay, sites), daemon=True)
+    generation: Any = ctx.Value("i", 0)
+    proc = ctx.Process(
+        target=_serve_sites, args=(ports, most, generation, delay, sites), daemon=True
+    )
     proc.start()
     try:
         found = ports.get(timeout=60)
         bases = [f"http://{site_address(i)}:{port}" for i, port in enumerate(found)]
-        yield Sites(bases, most)
+        yield Sites(bases, most, generation)
     finally:
         proc.terminate()
         proc.join(10)
 
 
-def polite_profile(base: Profile) -> Profile:
-    """The crawl row's workers with politeness on at its defaults (stated, not assumed)."""
-    settings = {
-        **base.settings,
-        "CRAWL_OBEY_ROBOTS": "true",
-        "CRAWL_SITE_LIMITS": "true",
-    }
+def polite_profile(base: Profile, on: bool = True) -> Profile:
+    """The crawl row's workers with politeness on at its defaults (stated, not assumed),
+    or off (the same batches and sites, for the cost of politeness itself)."""
+    flag = "true" if on else "false"
+    settings = {**base.settings, "CRAWL_OBEY_ROBOTS": flag, "CRAWL_SITE_LIMITS": flag}
     return Profile(
-        f"{base.label}, per-site limits on, {SITES} sites, batches of {BATCH}",
+        f"{base.label}, per-site limits {'on' if on else 'off'}, {SITES} sites, batches of {BATCH}",
         base.pool,
         base.concurrency,
         settings,
@@ -146,6 +159,7 @@ def run_polite_crawl(
     warm = _urls(sites, first, warm_n)
     urls = _urls(sites, first + warm_n, n)
     batches = [urls[i : i + BATCH] for i in range(0, len(urls), BATCH)]
+    sites.reset()
     warm_batches = [warm[i : i + BATCH] for i in range(0, len(warm), BATCH)]
     result = run_batch(
         bench,
@@ -167,10 +181,22 @@ def run_polite_crawl(
     )
 
 
+def polite_row(bench: Bench, sites: Sites, first: int, n: int) -> BatchResult:
+    """The report's row (run.py): the crawl table's "ours" workers with limits on; its
+    settings column says what the sites counted."""
+    measured = run_polite_crawl(bench, polite_profile(CRAWL_CASES[-1]), sites, first, n)
+    measured.result.profile += (
+        f"; the sites counted at most {measured.max_in_flight} in flight per site "
+        f"(limit {measured.limit}, {measured.min_delay} s apart)"
+    )
+    return measured.result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--off", action="store_true", help="also the same batches, limits off")
     args = parser.parse_args(argv)
     seed, ours = CRAWL_CASES[0], CRAWL_CASES[-1]
     polite = polite_profile(ours)
@@ -195,6 +221,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"worker CPU {polite_result.result.worker_cpu_s / args.images * 1000:.2f} ms/image",
                 flush=True,
             )
+            if args.off:
+                off = run_polite_crawl(
+                    bench, polite_profile(ours, on=False), sites, first, args.images
+                )
+                first += args.images + 400
+                print(
+                    f"round {r + 1}: limits off {off.result.rate:.0f} images/s, max in flight "
+                    f"per site {off.max_in_flight}, worker CPU "
+                    f"{off.result.worker_cpu_s / args.images * 1000:.2f} ms/image",
+                    flush=True,
+                )
     return 0
 
 
