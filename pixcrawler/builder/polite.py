@@ -138,6 +138,8 @@ class _Queue:
         self.busy_until: dict[str | None, float] = {}
         self.cond = threading.Condition()
         self.last_start = time.monotonic()
+        #: URLs taken and not yet settled: one may come back (busy) for a waiting thread.
+        self.active = 0
 
     def take(self, now: float) -> int | None:
         for host in list(self.by_host):
@@ -178,7 +180,7 @@ def run_polite(
             hosts.append(None)  # its download reports why; no site to be polite to
     queue = _Queue(hosts, pending)
     run = Run()
-    wait_max = politeness.settings.crawl_site_wait_max
+    wait_max = politeness.settings.site_wait_seconds
 
     def worker() -> None:
         while True:
@@ -186,16 +188,20 @@ def run_polite(
                 now = time.monotonic()
                 index = queue.take(now)
                 if index is None:
-                    if not queue.by_host:
+                    if not queue.by_host and not queue.active:
                         return
                     idle = now - queue.last_start
-                    if idle >= wait_max:
+                    if idle >= wait_max and queue.by_host:
                         return
-                    nap = min(max(queue.next_free(now), 0.005), wait_max - idle, MAX_NAP)
+                    nap = MAX_NAP
+                    if queue.by_host:
+                        nap = min(max(queue.next_free(now), 0.005), wait_max - idle, MAX_NAP)
                     queue.cond.wait(nap)
                     continue
+                queue.active += 1
             result = _attempt(urls[index], hosts[index], fetch, politeness, queue)
             with queue.cond:
+                queue.active -= 1
                 if isinstance(result, _Busy):
                     queue.put_back(hosts[index], index, result.seconds)
                 else:

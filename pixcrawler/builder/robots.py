@@ -61,7 +61,7 @@ MAX_REDIRECTS = 5
 #: Longest an unreachable robots.txt stays "disallow all" before it is asked again (s).
 FAILURE_TTL = 30
 #: Parsed robots.txt files kept per process.
-MEMO_SIZE = 4096
+MEMO_SIZE = 1024
 
 State = Literal["rules", "absent", "unreachable"]
 

@@ -128,7 +128,7 @@ def crawl_task(
         if _deferrals < MAX_DEFERRALS and self.can_defer():
             self.defer(
                 {"_done": carry(by_index), "_deferrals": _deferrals + 1},
-                countdown=min(max(wait_hint, 1.0), settings.crawl_site_wait_max),
+                countdown=min(max(wait_hint, 1.0), settings.site_wait_seconds),
                 reason=f"{len(deferred)} of {len(url_list)} URLs wait on busy sites",
             )
         for i in deferred:
@@ -137,7 +137,7 @@ def crawl_task(
                 "status": "error",
                 "error": "site_busy",
                 "message": f"its site stayed busy for {_deferrals} turns of "
-                f"{settings.crawl_site_wait_max} s",
+                f"{settings.site_wait_seconds} s",
                 "retryable": True,
             }
     outcomes = [by_index[i] for i in range(len(url_list))]
