@@ -145,6 +145,10 @@ class Bench:
         settings.setdefault("REDIS_CLIENT_REUSE", "true" if profile.patched else "false")
         settings.setdefault("REQUEUE_ON_RESTART", "true" if profile.patched else "false")
         settings.setdefault("WORKER_CONCURRENCY", str(profile.concurrency))
+        # Politeness (robots.txt, per-site limits) is on by default but neither the seed
+        # nor the one-site rows measure it; benchmarks/polite.py's row turns it on.
+        settings.setdefault("CRAWL_OBEY_ROBOTS", "false")
+        settings.setdefault("CRAWL_SITE_LIMITS", "false")
         return settings_env(self.redis, self.storage, **settings)
 
     def client_app(self, profile: Profile) -> Celery:

@@ -28,6 +28,7 @@ from benchmarks.crawl import run_crawl, slow_image_server
 from benchmarks.crawl_profile import compare_pools, profile_crawl
 from benchmarks.env import Bench
 from benchmarks.machine import load_average, machine_info
+from benchmarks.polite import polite_row, site_servers
 from benchmarks.redis_ceiling import redis_benchmark
 from benchmarks.storage import run_store, store_cases
 from benchmarks.throughput import ThroughputResult, publish_only, run_throughput
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         _say("(c) crawl")
         data.load["(c)"] = load_average()
         crawl: list[BatchResult] = []
-        with slow_image_server() as base:
+        with slow_image_server() as base, site_servers() as sites:
             first = 0
             for r in range(batch_rounds):
                 for case in CRAWL_CASES:
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     crawl.append(run_crawl(bench, case, base, first, n_crawl))
                     first += n_crawl + 200
                     _say(f"    {crawl[-1].rate:.0f} images/s")
+                crawl.append(polite_row(bench, sites, first, n_crawl))  # benchmarks/polite.py
+                first += n_crawl + 400
+                _say(f"(c) round {r + 1}: {crawl[-1].label}: {crawl[-1].rate:.0f} images/s")
             _say(f"(c) one connection pool vs {POOLS}, {POOL_TASKS} batches at once, no Celery")
             pools = compare_pools(
                 base, bench.root / "pools-store", first, POOL_TASKS, 50, (1, POOLS, 1, POOLS)

@@ -110,7 +110,7 @@ _client: httpx.Client | None = None
 _client_lock = Lock()
 
 
-def _http_client(settings: CelerySettings) -> httpx.Client:
+def http_client(settings: CelerySettings) -> httpx.Client:
     """One pooled client per process, created after fork (prefork) and shared by threads.
 
     No connection limit: every download of every task in the process shares this pool,
@@ -129,18 +129,23 @@ def _http_client(settings: CelerySettings) -> httpx.Client:
                 ),
                 follow_redirects=False,
                 trust_env=False,  # never route through a proxy from the environment
-                headers={"User-Agent": settings.crawl_user_agent, "Accept": "image/*"},
+                headers={"User-Agent": settings.user_agent_header, "Accept": "image/*"},
             )
         return _client
 
 
-def request_for(client: httpx.Client, target: Target, address: str) -> httpx.Request:
+def request_for(
+    client: httpx.Client, target: Target, address: str, accept: str | None = None
+) -> httpx.Request:
     """The GET of *target* sent to *address*: the name's Host, SNI and credentials kept."""
     auth = httpx.BasicAuth(*target.auth) if target.auth is not None else None
+    headers = {"Host": target.host_header}
+    if accept is not None:
+        headers["Accept"] = accept
     request = client.build_request(
         "GET",
         target.url_for(address),
-        headers={"Host": target.host_header},
+        headers=headers,
         extensions={"sni_hostname": target.server_name},
     )
     if auth is not None:
@@ -156,7 +161,7 @@ def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
     """
     if not isinstance(url, str) or not url:
         raise TaskError("invalid_url", "URL must be a non-empty string")
-    client = _http_client(settings)
+    client = http_client(settings)
     shown = strip_userinfo(url)
     with deadline(settings.crawl_total_timeout):
         try:

@@ -16,7 +16,7 @@ import random
 import socket
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import redis.exceptions
@@ -128,6 +128,40 @@ class BaseTask(Task):  # type: ignore[type-arg]
         limit = self.max_retries if self.max_retries is not None else self.settings.task_max_retries
         return not self.request.called_directly and (self.request.retries or 0) < limit
 
+    def can_defer(self) -> bool:
+        """Whether :meth:`defer` can send this task again (not when called directly)."""
+        return not self.request.called_directly and not self.request.is_eager
+
+    def defer(self, kwargs: dict[str, Any], countdown: float, reason: str) -> NoReturn:
+        """Send this task again in *countdown* seconds with *kwargs*, spending no retry.
+
+        For work that waited rather than failed: a crawl whose remaining URLs all wait
+        on busy sites (builder/polite.py). As a retry it would count against
+        ``TASK_MAX_RETRIES``, and a batch of a big site would fail after a few turns
+        with nothing wrong. It is Celery's own retry (same task id, chain and callbacks
+        kept, state RETRY meanwhile) with the retry count left as it was.
+        """
+        request = self.request
+        signature = self.signature_from_request(
+            request,
+            None,
+            {**(request.kwargs or {}), **kwargs},
+            countdown=countdown,
+            retries=request.retries or 0,
+        )
+        self._log(
+            "task_deferred",
+            duration=None,
+            countdown=round(countdown, 3),
+            reason=reason,
+        )
+        try:
+            signature.apply_async()
+        except Exception as exc:
+            # Not sent: back to the queue as it came rather than lost (acks_late).
+            raise Reject(exc, requeue=True) from exc
+        raise Retry(exc=TransientError("deferred", reason), when=countdown, sig=signature)  # type: ignore[arg-type]
+
     def _fail(self, exc: Exception, duration: float) -> None:
         error = classify(exc)
         settings = self.settings
@@ -177,7 +211,7 @@ class BaseTask(Task):  # type: ignore[type-arg]
         event: str,
         *,
         level: int = logging.INFO,
-        duration: float,
+        duration: float | None,
         exc_info: BaseException | None = None,
         **extra: Any,
     ) -> None:
@@ -187,10 +221,10 @@ class BaseTask(Task):  # type: ignore[type-arg]
             "task_id": self.request.id,
             "queue": _queue_of(self),
             "retries": self.request.retries or 0,
-            "duration_ms": round(duration * 1000, 3),
-            "pid": os.getpid(),
-            **extra,
         }
+        if duration is not None:
+            fields["duration_ms"] = round(duration * 1000, 3)
+        fields.update({"pid": os.getpid(), **extra})
         if not logger.isEnabledFor(level):
             return
         if self.settings.log_json:

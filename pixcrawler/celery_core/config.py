@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import socket
 import ssl
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import idna
 from dotenv import dotenv_values
 from pydantic import (
     AfterValidator,
@@ -203,6 +205,61 @@ def _ip_address(value: str) -> str:
     except ValueError:
         raise ValueError("is not an IP address (e.g. 127.0.0.1, 10.0.0.5 or 0.0.0.0)") from None
     return value
+
+
+#: RFC 9110 5.6.2 ``tchar``: what a product token and its version may hold.
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+#: The contact the default User-Agent names: the project's own page.
+DEFAULT_CONTACT_URL = "https://github.com/pixcrawler/pixcrawler-deploy"
+
+
+def _product(value: str) -> str:
+    """``Name/version``: the comment part is the crawler's own (the contact URL)."""
+    if not re.fullmatch(rf"{_TCHARS}(/{_TCHARS})?", value):
+        raise ValueError(
+            "must be a product token with an optional version, e.g. PixCrawler/0.1 "
+            "(letters, digits and !#$%&'*+.^_`|~- only; the contact URL has its own setting)"
+        )
+    return value
+
+
+def _contact_url(value: str) -> str:
+    """A site owner reads it in their logs: an absolute https://, http:// or mailto: URL."""
+    parsed = urlsplit(value)
+    ok = (parsed.scheme in ("http", "https") and bool(parsed.hostname)) or (
+        parsed.scheme == "mailto" and "@" in parsed.path
+    )
+    if not ok or any(c in value for c in ' ()"\r\n\t'):
+        raise ValueError(
+            "must be an https://, http:// or mailto: URL without spaces or parentheses, "
+            "where a site owner can reach the crawl's operator"
+        )
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError("must not carry credentials: every site crawled receives it")
+    return value
+
+
+def _exempt_host(item: Any) -> Any:
+    """A host name (IDNA-encoded, lower case) or an IP literal, as crawl URLs name them."""
+    if not isinstance(item, str):
+        return item
+    host = item.strip().lower().removeprefix("[").removesuffix("]")
+    try:
+        return str(ip_address(host))
+    except ValueError:
+        pass
+    try:
+        ascii_name = host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        ascii_name = ""
+    labels = ascii_name.rstrip(".").split(".")
+    if not ascii_name or not all(
+        re.fullmatch(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", x) for x in labels
+    ):
+        raise ValueError(
+            f"{item!r} is not a host name or IP address (write hosts only: no scheme, port or path)"
+        )
+    return ascii_name.rstrip(".")
 
 
 SocketSeconds = Annotated[float, AfterValidator(_socket_seconds)]
@@ -428,7 +485,58 @@ class CelerySettings(BaseSettings):
         description="Longest Retry-After (s) of a 429/503 a retry waits for "
         "(TASK_RETRY_BACKOFF_MAX caps it too)",
     )
-    crawl_user_agent: str = Field("PixCrawler/0.1 (+image crawler)", min_length=1)
+    crawl_user_agent: Annotated[str, AfterValidator(_product)] = Field(
+        "PixCrawler/0.1",
+        description="Product token and version the crawler names itself by; robots.txt "
+        "groups are matched against the token",
+    )
+    crawl_contact_url: Annotated[str, AfterValidator(_contact_url)] = Field(
+        DEFAULT_CONTACT_URL,
+        description="Where a site owner learns about the crawl and reaches its operator "
+        "(https:// or mailto:); sent in the User-Agent",
+    )
+    crawl_obey_robots: bool = Field(
+        True, description="Read each site's robots.txt and skip what it disallows"
+    )
+    crawl_robots_cache_ttl: int = Field(
+        86400,
+        ge=60,
+        le=86400,
+        description="Seconds a site's robots.txt is kept in Redis (RFC 9309: at most 24 h)",
+    )
+    crawl_site_limits: bool = Field(
+        True, description="Limit downloads in flight and their pace per site, cluster-wide"
+    )
+    crawl_site_max_in_flight: int = Field(
+        4, ge=1, le=1000, description="Downloads from one site (host) at once, across all workers"
+    )
+    crawl_site_min_delay: float = Field(
+        0.1,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Least seconds between the starts of two requests to one site",
+    )
+    crawl_robots_delay_max: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Cap on a robots.txt Crawl-delay honoured as the site's least delay (s)",
+    )
+    crawl_site_wait_max: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds a crawl task waits only on busy sites before it requeues "
+        "the URLs it has not started",
+    )
+    crawl_exempt_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts exempt from robots.txt and per-site limits (comma list): "
+        "sources the operator owns",
+    )
     crawl_allowed_networks: Annotated[list[Network], NoDecode] = Field(
         default_factory=list,
         description="CIDRs exempt from the private/loopback/metadata block (comma list)",
@@ -498,6 +606,14 @@ class CelerySettings(BaseSettings):
                 raise ValueError(f"{item!r} is not a network (e.g. 10.0.0.0/8)") from None
         return out
 
+    @field_validator("crawl_exempt_hosts", mode="before")
+    @classmethod
+    def _exempt_hosts(cls, value: Any) -> Any:
+        items = _comma_list(value)
+        if not isinstance(items, list):
+            return items
+        return [_exempt_host(item) for item in items]
+
     @field_validator("validation_allowed_formats", mode="before")
     @classmethod
     def _formats(cls, value: Any) -> Any:
@@ -540,6 +656,22 @@ class CelerySettings(BaseSettings):
         if self.storage_url:
             return parse_storage_url(self.storage_url)
         return FileLocation(self.storage_dir)
+
+    @property
+    def user_agent_header(self) -> str:
+        """The User-Agent every crawl request sends: product, version and contact."""
+        return f"{self.crawl_user_agent} (+{self.crawl_contact_url})"
+
+    @property
+    def site_wait_seconds(self) -> float:
+        """``CRAWL_SITE_WAIT_MAX``, but at most half the soft time limit: a task must be
+        able to requeue what waits, then finish, before it is stopped."""
+        return min(self.crawl_site_wait_max, self.task_soft_time_limit / 2)
+
+    @property
+    def robots_token(self) -> str:
+        """The product token robots.txt ``User-agent`` lines are matched against."""
+        return self.crawl_user_agent.split("/", 1)[0]
 
     @property
     def broker_scheme(self) -> str:

@@ -31,7 +31,13 @@ def test_chains_in_flight_survive_a_broker_outage(
 ) -> None:
     redis_server = RedisServer(tmp_path / "redis", "outage-" + "x" * 20, shipped=True)
     redis_server.start()
-    env = settings_env(redis_server, tmp_path / "images", worker_concurrency=str(CHAINS))
+    # Every crawl in flight at once, as the test requires: the site may have them all.
+    env = settings_env(
+        redis_server,
+        tmp_path / "images",
+        worker_concurrency=str(CHAINS),
+        crawl_site_max_in_flight=str(CHAINS),
+    )
     urls = [
         http_server.add(
             Route(body=images.png(f"outage-{i}", (64, 48)), delay=DOWNLOAD_SECONDS), "outage"

@@ -43,6 +43,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: LoopbackHTTPServer
 
     def do_GET(self) -> None:
+        host = self.headers.get("Host", "")
+        self.server.started(host)
+        try:
+            self._get()
+        finally:
+            self.server.finished(host)
+
+    def _get(self) -> None:
         path = self.path.split("?", 1)[0]
         route, served = self.server.hit(path)
         if route is None:
@@ -123,6 +131,41 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self._seen: dict[str, list[dict[str, str]]] = {}
         self._ends: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        #: Per Host header: requests in flight now, the most ever at once, and when each
+        #: request arrived (the politeness tests' measurements).
+        self._in_flight: Counter[str] = Counter()
+        self._max_in_flight: Counter[str] = Counter()
+        self._arrivals: dict[str, list[float]] = {}
+
+    def started(self, host: str) -> None:
+        with self._lock:
+            self._in_flight[host] += 1
+            self._max_in_flight[host] = max(self._max_in_flight[host], self._in_flight[host])
+            self._arrivals.setdefault(host, []).append(time.monotonic())
+
+    def finished(self, host: str) -> None:
+        with self._lock:
+            self._in_flight[host] -= 1
+
+    def max_in_flight(self, host: str) -> int:
+        """The most requests with this Host header the server ever had at once."""
+        with self._lock:
+            return self._max_in_flight[host]
+
+    def arrivals(self, host: str) -> list[float]:
+        """When each request with this Host header arrived (monotonic seconds), in order."""
+        with self._lock:
+            return list(self._arrivals.get(host, []))
+
+    @property
+    def host_header(self) -> str:
+        return self.base.removeprefix("http://")
+
+    def put(self, path: str, route: Route) -> str:
+        """Register *route* at exactly *path* (``/robots.txt``) and return its full URL."""
+        with self._lock:
+            self._routes[path] = route
+        return self.base + path
 
     @property
     def base(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -114,8 +115,18 @@ def test_health_check_called_directly() -> None:
 
 
 @pytest.fixture(scope="module")
-def http(http_server: LoopbackHTTPServer) -> LoopbackHTTPServer:
-    return http_server
+def http(http_server: LoopbackHTTPServer) -> Iterator[LoopbackHTTPServer]:
+    """The loopback server, with robots.txt and per-site limits off: both keep their
+    state in Redis, which unit tests do not have (tests/integration/test_polite.py)."""
+    app = get_celery_app()
+    before = app.settings
+    app.settings = before.model_copy(
+        update={"crawl_obey_robots": False, "crawl_site_limits": False}
+    )
+    try:
+        yield http_server
+    finally:
+        app.settings = before
 
 
 def test_crawl_task_called_directly(http: LoopbackHTTPServer) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pixcrawler.builder.fetch import (
-    _http_client,
     download,
+    http_client,
     is_forbidden,
     request_for,
     resolve_checked,
@@ -510,7 +510,7 @@ def test_an_internationalised_name_is_sent_as_its_a_label(
         f"http://crawler:{PASSWORD.replace('@', '%40')}@Bücher.Example:{http.port}{path}"
     )
     assert target.host == "xn--bcher-kva.example"
-    client = _http_client(settings)
+    client = http_client(settings)
     response = client.send(request_for(client, target, "127.0.0.1"))
     assert response.status_code == 200
     [seen] = http.requests(url)
