@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Collection
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -165,6 +165,27 @@ class QoS(_BaseQoS):  # type: ignore[misc]
         return pipe
 
 
+class BoundedPubSub(redis.client.PubSub):
+    """A subscription whose blocking reads give up after ``read_limit`` seconds.
+
+    Since redis-py 8, ``PubSub.parse_response()`` (block=True, what kombu's ``_receive``
+    calls) reads with no timeout at all, overriding the socket's. kombu calls it when
+    its event loop reports the subscription's socket readable; after a failover drill
+    killed the master's host, a worker's main loop sat in that read for as long as we
+    watched (13 minutes, nothing to read), every queue's backlog growing, the worker
+    alive to systemd. Bounded, a read that finds nothing returns None and the loop goes
+    on; a dead connection raises, and kombu reconnects.
+    """
+
+    read_limit: float | None = None
+
+    def parse_response(self, block: bool = True, timeout: float = 0) -> Any:
+        read = super().parse_response
+        if block and self.read_limit is not None:
+            return read(block=False, timeout=self.read_limit)  # type: ignore[no-untyped-call]
+        return read(block=block, timeout=timeout)  # type: ignore[no-untyped-call]
+
+
 class Channel(_BaseChannel):  # type: ignore[misc]
     QoS = QoS
     from_transport_options = (
@@ -231,6 +252,17 @@ class Channel(_BaseChannel):  # type: ignore[misc]
         held = [*state.reserved_requests, *scheduled]
         tags = {str(getattr(r.message, "delivery_tag", "")) for r in held}
         return tags | running_tags() | {str(tag) for tag in self.qos._delivered}
+
+    @cached_property
+    def subclient(self) -> Any:
+        """kombu's fanout subscription (events, broadcast commands), its reads bounded
+        by the socket timeout (BoundedPubSub)."""
+        pubsub = super().subclient
+        if type(pubsub) is redis.client.PubSub and self.socket_timeout:
+            bounded = cast(BoundedPubSub, pubsub)
+            bounded.__class__ = BoundedPubSub
+            bounded.read_limit = float(self.socket_timeout)
+        return pubsub
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous or not self.pixcrawler_client_reuse:
