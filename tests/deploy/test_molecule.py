@@ -61,6 +61,22 @@ def _tail(log: Path, lines: int = 60) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+_FAILED = re.compile(r"^(fatal|failed): \[|^ERROR! ")
+
+
+def _failures(log: Path, after: int = 25, most: int = 3) -> str:
+    """The last failed tasks, each under its TASK line: the tail of a failed scenario is
+    only Molecule's destroy step, and CI keeps nothing but this message. The last ones,
+    because the verify provokes failures on purpose (and rescues them) before the real one."""
+    text = log.read_text(errors="replace").splitlines()
+    found = [i for i, line in enumerate(text) if _FAILED.search(line)][-most:]
+    out: list[str] = []
+    for i in found:
+        task = next((t for t in reversed(text[:i]) if t.startswith("TASK [")), "")
+        out += ["", task, *text[i : i + after]]
+    return "\n".join(out) if out else "(no failed task in the log)"
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -119,7 +135,10 @@ def test_scenario(test_images: set[str], scenario: str, release: str) -> None:
     )
     elapsed = time.monotonic() - start
     print(f"molecule {scenario} on {release}: rc={rc} in {elapsed:.0f} s (log: {log})")
-    assert rc == 0, f"molecule test -s {scenario} ({release}) failed:\n{_tail(log)}"
+    assert rc == 0, (
+        f"molecule test -s {scenario} ({release}) failed:\n{_failures(log)}\n"
+        f"--- end of the log ---\n{_tail(log, 25)}"
+    )
     text = log.read_text(errors="replace")
     for step in ("converge", "idempotence", "check", "verify"):
         assert re.search(rf"\[{scenario} > {step}\] Executed: Successful", text), step
@@ -222,3 +241,17 @@ def test_test_vault_is_marked_test_only() -> None:
     password = (MOLECULE / "test-vault-password.txt").read_text()
     assert "TEST-ONLY" in password
     assert (MOLECULE / "shared/sandbox/test-vault.yml").read_text().startswith("$ANSIBLE_VAULT")
+
+
+def test_a_failed_scenario_names_its_failed_task(tmp_path: Path) -> None:
+    log = tmp_path / "molecule.log"
+    log.write_text(
+        "TASK [Start the queue]\nok: [a]\nTASK [Check the alert]\n"
+        'fatal: [a]: FAILED! => {"msg": "no alert"}\n' + "TASK [destroy]\nok: [x]\n" * 40
+    )
+    report = _failures(log)
+    assert "TASK [Check the alert]" in report
+    assert "no alert" in report
+    assert "Start the queue" not in report
+    log.write_text("TASK [x]\nok: [a]\n")
+    assert _failures(log) == "(no failed task in the log)"
