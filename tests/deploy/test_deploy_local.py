@@ -129,11 +129,16 @@ def test_settings_files_are_private(runs: dict[str, Run]) -> None:
     import grp
     import pwd
 
-    for path in ("/etc/pixcrawler/pixcrawler.env", "/etc/pixcrawler/flower.env"):
+    owners = {
+        "/etc/pixcrawler/pixcrawler.env": "pixcrawler",
+        "/etc/pixcrawler-flower/flower.env": "pixcrawler-flower",
+    }
+    for path, group in owners.items():
         st = Path(path).stat()
         assert st.st_mode & 0o777 == 0o640, path
         assert pwd.getpwuid(st.st_uid).pw_name == "root"
-        assert grp.getgrgid(st.st_gid).gr_name == "pixcrawler"
+        assert grp.getgrgid(st.st_gid).gr_name == group, path
+    assert not Path("/etc/pixcrawler/flower.env").exists()
 
 
 def test_workers_stop_warm_under_supervisord(runs: dict[str, Run]) -> None:

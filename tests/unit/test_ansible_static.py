@@ -7,6 +7,7 @@ variable, and it stopped before the first play that changes anything ("Redis bro
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import subprocess
@@ -26,7 +27,7 @@ ROLES_DIR = ANSIBLE_DIR / "roles"
 ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if (p / "tasks").is_dir())
 #: The example vault password the committed staging/prod vaults are encrypted with.
 EXAMPLE_VAULT_PASSWORD = "pixcrawler-example-vault-password"
-FIRST_CHANGING_PLAY = "PLAY [Redis broker]"
+FIRST_CHANGING_PLAY = "PLAY [Process manager"
 
 
 def run(
@@ -353,6 +354,54 @@ def test_missing_flower_credentials_are_refused_in_prod(tmp_path: Path) -> None:
     )
     assert "needs Flower basic auth" in output
     assert strong not in output
+
+
+@needs_local_deploy_tools
+def test_bad_operator_address_for_the_firewall_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    sources = json.dumps(
+        {"pixcrawler_firewall_operator_sources": ["192.0.2.0/24", "office-vpn", "10.0.0.300"]}
+    )
+    output = preflight(
+        tmp_path, "dev", inventory, "-e", "pixcrawler_firewall_enabled=true", "-e", sources
+    )
+    assert "pixcrawler_firewall_operator_sources" in output
+    assert "not: office-vpn, 10.0.0.300." in output
+
+
+@needs_local_deploy_tools
+def test_a_host_without_addresses_for_the_firewall_fails_before_changes(tmp_path: Path) -> None:
+    """With --limit the other hosts' facts are missing: the allowlist would shut them out."""
+    output = preflight(
+        tmp_path,
+        "dev",
+        local_inventory("dev"),
+        "--limit",
+        "localhost",
+        "-e",
+        "pixcrawler_firewall_enabled=true",
+    )
+    assert "these have none: other.invalid." in output
+
+
+@needs_local_deploy_tools
+def test_the_firewall_on_a_supervisord_host_fails_before_changes(tmp_path: Path) -> None:
+    """This machine runs no systemd as PID 1: nothing would load the table at boot."""
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_firewall_enabled=true")
+    assert "The firewall needs systemd to load its table at boot" in output
+    # Switched off for the host (its firewall managed elsewhere), the run gets past it.
+    output = preflight(
+        tmp_path,
+        "dev",
+        inventory,
+        "-e",
+        "pixcrawler_firewall_enabled=false",
+        "-e",
+        "pixcrawler_redis_maxmemory_policy=allkeys-lru",
+    )
+    assert "needs systemd" not in output
+    assert "pixcrawler_redis_maxmemory_policy" in output
 
 
 @needs_local_deploy_tools

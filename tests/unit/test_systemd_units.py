@@ -39,6 +39,9 @@ SERVICES = (WORKER, FLOWER, BEAT)
 OBJECTSTORE = "pixcrawler-objectstore.service"
 #: Not a Celery service either: `pixcrawler exporter` under its own user, its own settings.
 EXPORTER = "pixcrawler-exporter.service"
+#: Not a service at all: loads the firewall's nftables table (pixcrawler_firewall role).
+FIREWALL = "pixcrawler-firewall.service"
+NFT = "/usr/sbin/nft"
 PIXCRAWLER = FIXED["venv"] + "/bin/pixcrawler"
 CELERY = FIXED["venv"] + "/bin/celery"
 WEED = FIXED["objectstore_venv"] + "/bin/weed"
@@ -118,8 +121,8 @@ def test_warm_shutdown_and_restart_policy(name: str) -> None:
     assert seconds(one(unit, "Unit", "StartLimitIntervalSec")) >= 60
     assert one(unit, "Unit", "PartOf") == TARGET
     assert one(unit, "Install", "WantedBy") == TARGET
-    assert one(unit, "Service", "User") == "pixcrawler"
-    assert one(unit, "Service", "Group") == "pixcrawler"
+    assert one(unit, "Service", "User").startswith("pixcrawler")
+    assert one(unit, "Service", "Group") == one(unit, "Service", "User")
     assert one(unit, "Service", "SyslogIdentifier").startswith("pixcrawler-")
 
 
@@ -161,7 +164,9 @@ def test_worker_command_line_takes_every_queue_setting_from_env() -> None:
 
 
 def test_flower_and_beat_read_their_env_files() -> None:
-    assert load(FLOWER)["Service"]["EnvironmentFile"] == [MAIN_ENV, FIXED["flower_env_file"]]
+    """Flower reads only its own file: the workers' settings hold the app's Redis identity
+    and the image store's keys, which Flower has no use for."""
+    assert load(FLOWER)["Service"]["EnvironmentFile"] == [FIXED["flower_env_file"]]
     assert load(BEAT)["Service"]["EnvironmentFile"][0] == MAIN_ENV
 
 
@@ -176,14 +181,18 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
         if got != expected:
             problems.append(f"{name} {what}: {got!r}, fixed.yml says {expected!r}")
 
+    owners = {FLOWER: ("flower_user", "flower_group")}
     for name, unit in units.items():
-        if name in (OBJECTSTORE, EXPORTER):  # their own users and programs, below
+        if name in (OBJECTSTORE, EXPORTER, FIREWALL):  # their own users and programs, below
             continue
         service = unit["Service"]
-        want(name, "User=", service["User"], [FIXED["user"]])
-        want(name, "Group=", service["Group"], [FIXED["group"]])
+        user, group = owners.get(name, ("user", "group"))
+        want(name, "User=", service["User"], [FIXED[user]])
+        want(name, "Group=", service["Group"], [FIXED[group]])
         want(name, "ExecStart= program", one(unit, "Service", "ExecStart").split()[0], CELERY)
-        want(name, "first EnvironmentFile=", service["EnvironmentFile"][:1], [FIXED["env_file"]])
+        if name != FLOWER:
+            first = service["EnvironmentFile"][:1]
+            want(name, "first EnvironmentFile=", first, [FIXED["env_file"]])
     state = {WORKER: "state_dir", FLOWER: "flower_state_dir", BEAT: "beat_state_dir"}
     for name, key in state.items():
         want(name, "WorkingDirectory=", units[name]["Service"]["WorkingDirectory"], [FIXED[key]])
@@ -198,7 +207,7 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
         FLOWER,
         "EnvironmentFile=",
         units[FLOWER]["Service"]["EnvironmentFile"],
-        [FIXED["env_file"], FIXED["flower_env_file"]],
+        [FIXED["flower_env_file"]],
     )
     want(FLOWER, "FLOWER_DB", env_defaults(units[FLOWER]).get("FLOWER_DB"), FIXED["flower_db"])
     if OBJECTSTORE in units:
@@ -233,6 +242,16 @@ def unit_drift(units: dict[str, Unit]) -> list[str]:
             [PIXCRAWLER, "exporter", "--env-file", FIXED["exporter_env_file"]],
         )
         want(EXPORTER, "EnvironmentFile=", exporter["EnvironmentFile"], [])
+    if FIREWALL in units:
+        rules, table = FIXED["firewall_rules_file"], FIXED["firewall_table"]
+        for key in ("ExecStart", "ExecReload"):
+            want(FIREWALL, key + "=", one(units[FIREWALL], "Service", key), f"{NFT} -f {rules}")
+        want(
+            FIREWALL,
+            "ExecStop=",
+            one(units[FIREWALL], "Service", "ExecStop"),
+            f"-{NFT} delete table inet {table}",
+        )
     schedule = re.search(r"--schedule\s+(\S+)", one(units[BEAT], "Service", "ExecStart"))
     want(
         BEAT,
@@ -248,10 +267,9 @@ def test_fixed_facts_are_consistent_among_themselves() -> None:
         "venv": "home",
         "verify_script": "home",
         "env_file": "config_dir",
-        "flower_env_file": "config_dir",
+        "flower_env_file": "flower_config_dir",
         "storage_dir": "state_dir",
         "beat_state_dir": "state_dir",
-        "flower_state_dir": "state_dir",
         "flower_db": "flower_state_dir",
         "objectstore_venv": "objectstore_home",
         "objectstore_options_file": "objectstore_config_dir",
@@ -262,7 +280,15 @@ def test_fixed_facts_are_consistent_among_themselves() -> None:
 
 
 def test_units_name_exactly_the_fixed_facts() -> None:
-    assert unit_drift({name: load(name) for name in (*SERVICES, OBJECTSTORE, EXPORTER)}) == []
+    units = {name: load(name) for name in (*SERVICES, OBJECTSTORE, EXPORTER, FIREWALL)}
+    assert unit_drift(units) == []
+
+
+def test_firewall_drift_is_caught() -> None:
+    units = {name: load(name) for name in (*SERVICES, FIREWALL)}
+    text = (UNIT_DIR / FIREWALL).read_text().replace("inet pixcrawler", "inet pxc")
+    units[FIREWALL] = parse_unit(text)
+    assert any("ExecStop" in p for p in unit_drift(units))
 
 
 def test_objectstore_drift_is_caught() -> None:
@@ -394,7 +420,7 @@ SECRET_PATTERNS = (
 )
 
 
-@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, EXPORTER, TARGET])
+@pytest.mark.parametrize("name", [*SERVICES, OBJECTSTORE, EXPORTER, FIREWALL, TARGET])
 def test_no_secret_in_unit(name: str) -> None:
     for lineno, line in enumerate((UNIT_DIR / name).read_text().splitlines(), 1):
         if line.lstrip().startswith("#"):
@@ -492,7 +518,7 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for unit in UNIT_DIR.iterdir():
         shutil.copy(unit, etc / unit.name)
     # The programs the units run: celery, weed, and kill (the store's ExecReload=).
-    for program in (CELERY, WEED, PIXCRAWLER, "/bin/kill"):
+    for program in (CELERY, WEED, PIXCRAWLER, NFT, "/bin/kill"):
         stub = root / program.lstrip("/")
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
@@ -505,6 +531,7 @@ INSTANCES = [f"pixcrawler-worker@{q.name}.service" for q in QUEUES] + [
     BEAT,
     OBJECTSTORE,
     EXPORTER,
+    FIREWALL,
     TARGET,
 ]
 

@@ -46,6 +46,9 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    gets no HTTP/2 answer, TLS without a certificate fails
   listeners --pid PID              the TCP addresses process PID listens on (run as its
                                    user: /proc/PID/fd is readable by its owner; stdlib only)
+  connect --expect open|dropped HOST:PORT ...
+                                   a TCP connection to each: open, refused or timeout
+                                   (a dropped SYN); every one as expected (stdlib only)
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ import ssl
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -502,6 +506,29 @@ def cmd_slowhttp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connect(target: str, timeout: float) -> str:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return f"error: {exc}"
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """A firewall's drop shows as a timeout: a refusal would mean the SYN got through."""
+    want = "open" if args.expect == "open" else "timeout"
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = pool.map(lambda t: _connect(t, args.timeout), args.targets)
+        seen = dict(zip(args.targets, results, strict=True))
+    wrong = {t: got for t, got in seen.items() if got != want}
+    return _emit({"seen": seen, "wrong": wrong}, not wrong)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -565,6 +592,10 @@ def main() -> int:
     g = sub.add_parser("grpc-refuses")
     g.add_argument("--host", required=True)
     g.add_argument("--port", type=int, required=True)
+    cn = sub.add_parser("connect")
+    cn.add_argument("--expect", choices=["open", "dropped"], required=True)
+    cn.add_argument("--timeout", type=float, default=3)
+    cn.add_argument("targets", nargs="+")
     args = p.parse_args()
     handler = {
         "queue": cmd_queue,
@@ -583,6 +614,7 @@ def main() -> int:
         "chains": cmd_chains,
         "grpc-refuses": cmd_grpc_refuses,
         "listeners": cmd_listeners,
+        "connect": cmd_connect,
     }[args.cmd]
     return handler(args)
 
