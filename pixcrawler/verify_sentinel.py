@@ -211,7 +211,7 @@ def sentinel_connector(
 ) -> Callable[[Address], redis.Redis]:
     """Connections to one Sentinel as the settings' Sentinel user, bounded and without
     redis-py's retries: with one Sentinel down, the next one is asked at once."""
-    credentials = settings.sentinel_kwargs()
+    kwargs = settings.sentinel_kwargs()
 
     def connect(address: Address) -> redis.Redis:
         return redis.Redis(
@@ -221,8 +221,7 @@ def sentinel_connector(
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
-            username=credentials.get("username"),
-            password=credentials.get("password"),
+            **kwargs,
         )
 
     return connect
@@ -274,4 +273,5 @@ def master_client(settings: CelerySettings, master: Address, io_timeout: float) 
         socket_connect_timeout=min(settings.redis_connect_timeout, io_timeout),
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
+        **settings.tls_kwargs(),
     )

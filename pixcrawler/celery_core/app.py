@@ -206,7 +206,10 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
         },
         "include": list(TASK_MODULES),
     }
-    if s.broker_scheme == "rediss":
+    # TLS to Redis: rediss://, or sentinel:// with SENTINEL_TLS (kombu and Celery then use
+    # redis-py's Sentinel-managed TLS connections; the Sentinels' own links take the same
+    # options through sentinel_kwargs).
+    if s.broker_tls:
         conf["broker_use_ssl"] = s.ssl_options()
     # kombu's transports plus requeue on restart, deferred acks and client reuse
     # (transport.py).
@@ -214,7 +217,7 @@ def celery_config(s: CelerySettings) -> dict[str, Any]:
         conf["broker_transport"] = "pixcrawler.celery_core.transport:Transport"
     elif s.broker_scheme == "sentinel":
         conf["broker_transport"] = "pixcrawler.celery_core.transport:SentinelTransport"
-    if s.backend_scheme == "rediss":
+    if s.backend_tls:
         conf["redis_backend_use_ssl"] = s.ssl_options()
     return conf
 

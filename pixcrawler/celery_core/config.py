@@ -354,8 +354,14 @@ class CelerySettings(BaseSettings):
     sentinel_password: SecretStr | None = Field(
         None, description="Password of the Sentinel nodes themselves (not of Redis)"
     )
+    sentinel_tls: bool = Field(
+        False,
+        description="Reach the Sentinels and the Redis nodes they name over TLS (the REDIS_SSL_* "
+        "options apply); sentinel:// URLs have no TLS scheme of their own",
+    )
     redis_ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
-        "required", description="Certificate verification for rediss:// connections"
+        "required",
+        description="Certificate verification for TLS connections to Redis and the Sentinels",
     )
     redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for rediss://")
     redis_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS)")
@@ -681,33 +687,59 @@ class CelerySettings(BaseSettings):
     def backend_scheme(self) -> str:
         return urlsplit(self.result_backend.get_secret_value().split(";")[0]).scheme
 
+    def _tls_for(self, scheme: str) -> bool:
+        return scheme == "rediss" or (scheme == "sentinel" and self.sentinel_tls)
+
+    @property
+    def broker_tls(self) -> bool:
+        """Whether the broker link is TLS: rediss://, or sentinel:// with SENTINEL_TLS."""
+        return self._tls_for(self.broker_scheme)
+
+    @property
+    def backend_tls(self) -> bool:
+        """Whether the result backend's link is TLS (as :attr:`broker_tls`)."""
+        return self._tls_for(self.backend_scheme)
+
     def ssl_options(self) -> dict[str, Any]:
-        """redis-py TLS options for rediss://; certificate verification on by default."""
+        """redis-py TLS options (kombu's ``broker_use_ssl``, Celery's
+        ``redis_backend_use_ssl``): verification of the certificate and of the name in it
+        on by default, so a certificate for another host is refused like an unknown CA."""
         reqs = {
             "required": ssl.CERT_REQUIRED,
             "optional": ssl.CERT_OPTIONAL,
             "none": ssl.CERT_NONE,
         }[self.redis_ssl_cert_reqs]
-        options: dict[str, Any] = {"ssl_cert_reqs": reqs}
+        options: dict[str, Any] = {
+            "ssl_cert_reqs": reqs,
+            "ssl_check_hostname": reqs == ssl.CERT_REQUIRED,
+        }
         for key in ("ca_certs", "certfile", "keyfile"):
             value = getattr(self, f"redis_ssl_{key}")
             if value is not None:
                 options[f"ssl_{key}"] = str(value)
         return options
 
-    def sentinel_kwargs(self) -> dict[str, str]:
-        """redis-py keyword arguments that log into the Sentinels themselves.
+    def tls_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of a plain ``redis.Redis`` reaching the broker's Redis (or a
+        Sentinel): TLS and its options when the settings say TLS, nothing otherwise."""
+        return {"ssl": True, **self.ssl_options()} if self.broker_tls else {}
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """redis-py keyword arguments that reach and log into the Sentinels themselves.
 
         The user and password in a sentinel:// URL are the Redis master's; the Sentinels
         have ACL users of their own. One method so that the workers' transport, the
-        result backend, Flower's broker view and the verification script log in alike.
+        result backend, Flower's broker view, the exporter and the verification script
+        connect alike (TLS included, with SENTINEL_TLS).
         """
-        credentials: dict[str, str] = {}
+        kwargs: dict[str, Any] = {}
         if self.sentinel_username is not None:
-            credentials["username"] = self.sentinel_username
+            kwargs["username"] = self.sentinel_username
         if self.sentinel_password is not None:
-            credentials["password"] = self.sentinel_password.get_secret_value()
-        return credentials
+            kwargs["password"] = self.sentinel_password.get_secret_value()
+        if self.sentinel_tls:
+            kwargs.update(self.tls_kwargs())
+        return kwargs
 
     def display(self) -> dict[str, Any]:
         """Effective settings keyed by variable name, secrets redacted, for humans."""
@@ -792,8 +824,14 @@ def cross_field_problems(s: CelerySettings) -> list[tuple[str, str]]:
                     f"{env_name('broker_url')} to sentinel://... or remove it",
                 )
             )
-    uses_tls = "rediss" in (s.broker_scheme, s.backend_scheme)
-    if uses_tls:
+    if s.sentinel_tls and not uses_sentinel:
+        problems.append(
+            (
+                env_name("sentinel_tls"),
+                "is only used with sentinel:// URLs; for one Redis over TLS use rediss://",
+            )
+        )
+    if s.broker_tls or s.backend_tls:
         for key in ("ca_certs", "certfile", "keyfile"):
             if _missing_file(getattr(s, f"redis_ssl_{key}")):
                 problems.append((env_name(f"redis_ssl_{key}"), "file does not exist"))

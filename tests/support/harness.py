@@ -74,25 +74,91 @@ def unacked_owners(client: Any) -> dict[str, int]:
 
 
 class TlsFiles:
-    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+    """A throw-away CA and a server certificate for *names* (default 127.0.0.1).
 
-    def __init__(self, directory: Path) -> None:
+    *days* is the certificate's validity from now; a negative value makes one that
+    expired that many days ago. *ca* reuses another TlsFiles' CA (a second host of the
+    same environment), so tests can make every certificate a client must refuse.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        names: Sequence[str] = ("127.0.0.1",),
+        days: int = 2,
+        ca: TlsFiles | None = None,
+    ) -> None:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
         directory.mkdir(parents=True, exist_ok=True)
         self.ca = directory / "ca.crt"
         self.cert = directory / "server.crt"
         self.key = directory / "server.key"
-        ca_key, csr, ext = (str(directory / n) for n in ("ca.key", "server.csr", "san.ext"))
-        Path(ext).write_text("subjectAltName=IP:127.0.0.1\n")
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        ca, cert, key = str(self.ca), str(self.cert), str(self.key)
-        for argv in (
-            ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-             "-subj", "/CN=pixcrawler-test"],
-            ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", ext],
-        ):  # fmt: skip
-            subprocess.run(["openssl", *argv], check=True, capture_output=True)
+        self._ca_key_file = directory / "ca.key"
+        now = datetime.datetime.now(datetime.UTC)
+        pem = serialization.Encoding.PEM
+
+        def name(common: str) -> x509.Name:
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+        def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+            path.write_bytes(
+                key.private_bytes(
+                    pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+            path.chmod(0o600)
+
+        if ca is None:
+            ca_key = ec.generate_private_key(ec.SECP256R1())
+            ca_cert = (
+                x509.CertificateBuilder()
+                .subject_name(name("pixcrawler-test CA"))
+                .issuer_name(name("pixcrawler-test CA"))
+                .public_key(ca_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256())
+            )
+            write_key(ca_key, self._ca_key_file)
+            self.ca.write_bytes(ca_cert.public_bytes(pem))
+        else:
+            loaded = serialization.load_pem_private_key(ca._ca_key_file.read_bytes(), None)
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            ca_key = loaded
+            ca_cert = x509.load_pem_x509_certificate(ca.ca.read_bytes())
+            shutil.copy(ca.ca, self.ca)
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = []
+        for n in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                sans.append(x509.DNSName(n))
+        start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=days)
+        if days < 0:
+            start = end - datetime.timedelta(days=2)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(names[0]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        write_key(key, self.key)
+        self.cert.write_bytes(cert.public_bytes(pem))
 
     def redis_config(self, port: int) -> list[str]:
         return [
@@ -201,8 +267,17 @@ class RedisServer:
             "redis.conf.j2",
             pixcrawler_redis_bind=["127.0.0.1"],
             pixcrawler_redis_port=self.port,
-            pixcrawler_redis_listen_port=self.port,
-            pixcrawler_redis_tls=False,
+            pixcrawler_redis_listen_port=self.port if self.tls is None else 0,
+            pixcrawler_redis_tls=self.tls is not None,
+            **(
+                {}
+                if self.tls is None
+                else {
+                    "pixcrawler_redis_tls_cert_file": str(self.tls.cert),
+                    "pixcrawler_redis_tls_key_file": str(self.tls.key),
+                    "pixcrawler_redis_tls_server_ca_file": str(self.tls.ca),
+                }
+            ),
             pixcrawler_redis_dir=str(self.workdir),
             pixcrawler_redis_acl_file=str(acl),
             pixcrawler_service_manager_resolved="supervisor",  # no pidfile in /run/redis
@@ -228,7 +303,9 @@ class RedisServer:
         user = self.app_user if self.shipped else ""
         return f"{scheme}://{user}:{secret}@127.0.0.1:{self.port}/{db}"
 
-    def client(self, db: int = 0, retry: Retry | None = None) -> redis.Redis:
+    def client(self, db: int = 0, retry: Retry | None = None, verify: bool = True) -> redis.Redis:
+        """The tests' own client. ``verify=False`` only asks whether the server is up: the
+        refusal tests start servers with certificates no client may accept."""
         ca = None if self.tls is None else str(self.tls.ca)
         client = redis.Redis(
             host="127.0.0.1",
@@ -238,6 +315,8 @@ class RedisServer:
             db=db,
             ssl=ca is not None,
             ssl_ca_certs=ca,
+            ssl_cert_reqs="required" if verify else "none",
+            ssl_check_hostname=verify,
         )
         if retry is not None:
             client.set_retry(retry)
@@ -248,7 +327,7 @@ class RedisServer:
         wait_for(self._pings, 15, f"redis-server on port {self.port}")
 
     def _pings(self) -> bool:
-        return answers(self.client(retry=Retry(NoBackoff(), 0)), lambda c: c.ping())
+        return answers(self.client(retry=Retry(NoBackoff(), 0), verify=False), lambda c: c.ping())
 
     def stop(self) -> None:
         """Graceful shutdown: on SIGTERM Redis fsyncs the AOF before exiting.
@@ -324,11 +403,17 @@ class SentinelServer:
         timeouts = [f"sentinel down-after-milliseconds {name} {down_after_ms}"]
         if failover_timeout_ms is not None:
             timeouts.append(f"sentinel failover-timeout {name} {failover_timeout_ms}")
+        # A TLS master gets a TLS Sentinel: its clients and its link to the master too.
+        listen = (
+            [f"port {self.port}"]
+            if master.tls is None
+            else [*master.tls.redis_config(self.port), "tls-replication yes"]
+        )
         self.config.write_text(
             "\n".join(
                 [
                     "bind 127.0.0.1",
-                    f"port {self.port}",
+                    *listen,
                     f"dir {workdir}",
                     f"logfile {self.log}",
                     *auth,
@@ -349,15 +434,15 @@ class SentinelServer:
         )
 
     def env(self, storage: Path, broker_db: int, **overrides: str) -> dict[str, str]:
-        return settings_env(
-            self.master,
-            storage,
-            broker_url=self.url(broker_db),
-            result_backend=self.url(broker_db + 1),
-            sentinel_master_name=self.MASTER_NAME,
-            sentinel_password=self.password,
-            **overrides,
-        )
+        tls = self.master.tls
+        values = {
+            "broker_url": self.url(broker_db),
+            "result_backend": self.url(broker_db + 1),
+            "sentinel_master_name": self.MASTER_NAME,
+            "sentinel_password": self.password,
+            **({} if tls is None else {"sentinel_tls": "true", "redis_ssl_ca_certs": str(tls.ca)}),
+        }
+        return settings_env(self.master, storage, **{**values, **overrides})
 
     def admin_client(self, retry: Retry | None = None) -> redis.Redis:
         """The tests' own client of this Sentinel (its admin user, or the password)."""
@@ -366,6 +451,7 @@ class SentinelServer:
             if self.acl is not None
             else (None, self.password)
         )
+        tls = self.master.tls
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
@@ -373,6 +459,8 @@ class SentinelServer:
             password=password,
             decode_responses=True,
             retry=retry or Retry(NoBackoff(), 0),
+            ssl=tls is not None,
+            ssl_ca_certs=None if tls is None else str(tls.ca),
         )
 
     def start(self) -> None:

@@ -205,8 +205,46 @@ def test_rediss_options_follow_settings(tmp_path: Path) -> None:
         }
     )
     conf = celery_config(s)
-    assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": str(ca)}
+    assert conf["broker_use_ssl"] == {
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "ssl_check_hostname": False,  # only checked with a required certificate
+        "ssl_ca_certs": str(ca),
+    }
     assert "redis_backend_use_ssl" not in conf  # the backend stays plain redis://
+
+
+def test_sentinel_tls_reaches_every_link(tmp_path: Path) -> None:
+    """sentinel:// has no TLS scheme: SENTINEL_TLS turns it on for the master links
+    (kombu, the result backend) and the Sentinels' own, with the name checked."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here, only its existence\n")
+    url = "sentinel://u:p@s1:26379/0;sentinel://u:p@s2:26379/0"
+    s = load_settings(
+        {
+            f"{P}BROKER_URL": url,
+            f"{P}RESULT_BACKEND": url.replace("/0", "/1"),
+            f"{P}SENTINEL_MASTER_NAME": "pixcrawler",
+            f"{P}SENTINEL_TLS": "true",
+            f"{P}REDIS_SSL_CA_CERTS": str(ca),
+        }
+    )
+    want = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True, "ssl_ca_certs": str(ca)}
+    conf = celery_config(s)
+    assert conf["broker_use_ssl"] == want
+    assert conf["redis_backend_use_ssl"] == want
+    assert (
+        conf["broker_transport_options"]["sentinel_kwargs"].items() >= {"ssl": True, **want}.items()
+    )
+    assert s.tls_kwargs() == {"ssl": True, **want}
+    plain = load_settings({f"{P}BROKER_URL": url, f"{P}SENTINEL_MASTER_NAME": "pixcrawler"})
+    assert "broker_use_ssl" not in celery_config(plain)
+    assert "ssl" not in plain.sentinel_kwargs()
+
+
+def test_sentinel_tls_without_sentinel_is_refused() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({f"{P}BROKER_URL": "redis://r:6379/0", f"{P}SENTINEL_TLS": "true"})
+    assert f"{P}SENTINEL_TLS" in _problems(info.value)
 
 
 def test_rediss_with_missing_ca_file_is_refused(tmp_path: Path) -> None:
