@@ -17,7 +17,8 @@ Subcommands (each prints one JSON document; exit 0 means the check held):
                                    first of a task published after T); with R (events)
                                    which of the others never ran and which ran but lost
                                    their result
-  redis-noauth --host H --port P   an unauthenticated PING is refused with an auth error
+  redis-noauth --host H --port P [--cafile CA]
+                                   an unauthenticated PING is refused with an auth error
   redis-closed --host H --port P   nothing accepts a TCP connection there
   slowhttp --port P --delay S --marker M
                                    serve a PNG on 127.0.0.1 after S seconds; append a line
@@ -300,7 +301,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_redis_noauth(args: argparse.Namespace) -> int:
     import redis
 
-    client = redis.Redis(host=args.host, port=args.port, socket_timeout=5)
+    tls = {"ssl": True, "ssl_ca_certs": args.cafile} if args.cafile else {}
+    client = redis.Redis(host=args.host, port=args.port, socket_timeout=5, **tls)
     try:
         answer = client.ping()
     except redis.AuthenticationError as exc:
@@ -556,6 +558,7 @@ def main() -> int:
         r = sub.add_parser(name)
         r.add_argument("--host", required=True)
         r.add_argument("--port", type=int, default=6379)
+        r.add_argument("--cafile", help="speak TLS, verifying the server with this CA")
     h = sub.add_parser("slowhttp")
     h.add_argument("--port", type=int, default=8089)
     h.add_argument("--delay", type=float, default=8)
