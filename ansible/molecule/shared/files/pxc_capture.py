@@ -1,0 +1,92 @@
+"""Molecule verify helper, run on the machine: what crosses the test network in clear.
+
+Captures every TCP packet on the scenario's Docker bridge for a while (AF_PACKET, root,
+stdlib only) and judges the payloads without ever printing them: how many packets went
+to or from the named ports (so an empty capture cannot pass), how many payloads contain
+one of the secrets given on stdin (one per line), and how many contain a marker of a
+task message (its task name). Prints one JSON document; exit 0 means nothing leaked and
+the ports were seen.
+
+  pxc_capture.py --iface br-1234567890ab --seconds 30 --port 6379 --port 26379 \
+      --marker builder.tasks.crawl_task < secrets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+IPPROTO_TCP = 6
+
+
+def tcp_segments(frame: bytes) -> tuple[int, int, bytes] | None:
+    """(source port, destination port, payload) of an IPv4 TCP frame, else None."""
+    if len(frame) < 14 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IP:
+        return None
+    ip = frame[14:]
+    if len(ip) < 20 or ip[9] != IPPROTO_TCP:
+        return None
+    ihl = (ip[0] & 0x0F) * 4
+    total = struct.unpack("!H", ip[2:4])[0]
+    tcp = ip[ihl:total]
+    if len(tcp) < 20:
+        return None
+    sport, dport = struct.unpack("!HH", tcp[:4])
+    offset = (tcp[12] >> 4) * 4
+    return sport, dport, tcp[offset:]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--iface", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--port", type=int, action="append", required=True)
+    p.add_argument("--marker", action="append", default=[])
+    args = p.parse_args()
+    secrets = [s.encode() for s in sys.stdin.read().splitlines() if s]
+    markers = [m.encode() for m in args.marker]
+    ports = set(args.port)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
+    sock.bind((args.iface, 0))
+    sock.settimeout(0.5)
+    seen = {"packets": 0, "port_packets": 0, "port_payload_bytes": 0}
+    hits = {"secret": 0, "marker": 0}
+    # A secret or marker split over two segments: keep the tail of each flow's last payload.
+    tails: dict[tuple[int, int], bytes] = {}
+    longest = max((len(x) for x in secrets + markers), default=1)
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        try:
+            frame = sock.recv(65535)
+        except TimeoutError:
+            continue
+        segment = tcp_segments(frame)
+        if segment is None:
+            continue
+        sport, dport, payload = segment
+        seen["packets"] += 1
+        if sport in ports or dport in ports:
+            seen["port_packets"] += 1
+            seen["port_payload_bytes"] += len(payload)
+        if not payload:
+            continue
+        flow = (sport, dport)
+        window = tails.get(flow, b"") + payload
+        tails[flow] = window[-longest:]
+        hits["secret"] += any(s in window for s in secrets)
+        hits["marker"] += any(m in window for m in markers)
+    ok = seen["port_payload_bytes"] > 0 and not hits["secret"] and not hits["marker"]
+    print(
+        json.dumps({**seen, "secret_hits": hits["secret"], "marker_hits": hits["marker"], "ok": ok})
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
