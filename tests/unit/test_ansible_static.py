@@ -405,6 +405,36 @@ def test_the_firewall_on_a_supervisord_host_fails_before_changes(tmp_path: Path)
 
 
 @needs_local_deploy_tools
+def test_tls_without_a_ca_passphrase_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true")
+    assert "pixcrawler_pki_ca_passphrase" in output
+    assert "is missing or empty" in output
+    weak = preflight(
+        tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true",
+        "-e", "pixcrawler_pki_ca_passphrase=CHANGE-ME-pki-ca",
+    )  # fmt: skip
+    assert "is weak" in weak
+    assert "CHANGE-ME-pki-ca" not in weak
+
+
+@needs_local_deploy_tools
+def test_tls_with_missing_certificate_files_fails_before_changes(tmp_path: Path) -> None:
+    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
+    ca = tmp_path / "ca.crt"
+    ca.write_text("a CA\n")
+    output = preflight(
+        tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true",
+        "-e", "pixcrawler_pki_source=files", "-e", f"pixcrawler_pki_ca_file={ca}",
+        "-e", f"pixcrawler_pki_cert_file={tmp_path / 'host.crt'}",
+    )  # fmt: skip
+    assert (
+        "these name no file on the controller: pixcrawler_pki_cert_file, pixcrawler_pki_key_file"
+        in output
+    )
+
+
+@needs_local_deploy_tools
 def test_worker_hosts_sharing_a_host_name_fail_before_changes(tmp_path: Path) -> None:
     """Two inventory names for one machine: both workers would be crawl@<its name>."""
     twin = (
