@@ -17,13 +17,13 @@ import redis
 
 from pixcrawler.celery_core.transport import UNACKED_OWNER_KEY
 from tests.support.harness import (
-    RedisServer,
     SentinelServer,
     Worker,
     client_app,
     running,
     unacked_owners,
     wait_for,
+    watched_master,
 )
 from tests.support.tasks import SLEEP_TASK
 
@@ -32,16 +32,8 @@ PASSWORD = "sentinel-test-" + "p" * 16
 
 @pytest.fixture(scope="module")
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServer]:
-    base = tmp_path_factory.mktemp("sentinel")
-    master = RedisServer(base / "master", PASSWORD, shipped=True)
-    master.start()
-    watcher = SentinelServer(base / "sentinel", master, PASSWORD + "-sentinel")
-    try:
-        watcher.start()
+    with watched_master(tmp_path_factory.mktemp("sentinel"), PASSWORD) as watcher:
         yield watcher
-    finally:
-        watcher.stop()
-        master.stop()
 
 
 def test_a_killed_worker_behind_sentinel_gets_its_tasks_back_at_restart(

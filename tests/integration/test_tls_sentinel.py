@@ -26,6 +26,7 @@ from tests.support.harness import (
     client_app,
     running,
     settings_env,
+    watched_master,
 )
 
 PASSWORD = "tls-sentinel-test-" + "q" * 16
@@ -35,15 +36,8 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def tls_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServer]:
     base = tmp_path_factory.mktemp("tls-sentinel")
-    master = RedisServer(base / "master", PASSWORD, tls=TlsFiles(base / "pki"), shipped=True)
-    master.start()
-    watcher = SentinelServer(base / "sentinel", master, PASSWORD + "-sentinel")
-    try:
-        watcher.start()
+    with watched_master(base, PASSWORD, tls=TlsFiles(base / "pki")) as watcher:
         yield watcher
-    finally:
-        watcher.stop()
-        master.stop()
 
 
 def test_the_sentinel_and_the_master_speak_tls_only(tls_sentinel: SentinelServer) -> None:

@@ -478,6 +478,23 @@ class SentinelServer:
             self.proc = None
 
 
+@contextlib.contextmanager
+def watched_master(
+    base: Path, password: str, tls: TlsFiles | None = None
+) -> Iterator[SentinelServer]:
+    """A master with the role's shipped profile (TLS with *tls*) and one Sentinel
+    watching it, both running for the duration."""
+    master = RedisServer(base / "master", password, tls=tls, shipped=True)
+    master.start()
+    watcher = SentinelServer(base / "sentinel", master, password + "-sentinel")
+    try:
+        watcher.start()
+        yield watcher
+    finally:
+        watcher.stop()
+        master.stop()
+
+
 def settings_env(redis_server: RedisServer, storage: Path, **overrides: str) -> dict[str, str]:
     """A full process environment for pixcrawler code talking to *redis_server*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXCRAWLER_")}

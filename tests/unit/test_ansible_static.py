@@ -241,6 +241,12 @@ beat:
 """
 
 
+def one_host_preflight(tmp_path: Path, *extra: str, env: str = "dev") -> str:
+    """preflight() on *env* with this machine as its only host."""
+    inventory = local_inventory(env).replace("    other.invalid:\n", "")
+    return preflight(tmp_path, env, inventory, *extra)
+
+
 def strong_vault_overrides() -> tuple[str, list[str]]:
     """-e pairs that replace the committed prod vault's placeholder passwords with strong
     ones, so a test reaches the check it is about; and the secret they share, which no
@@ -303,11 +309,8 @@ def test_two_beat_hosts_fail_before_changes(tmp_path: Path) -> None:
 
 @needs_local_deploy_tools
 def test_settings_the_package_rejects_fail_before_changes(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
-    output = preflight(
+    output = one_host_preflight(
         tmp_path,
-        "dev",
-        inventory,
         "-e",
         '{"pixcrawler_settings": {"task_time_limit": 60, "task_soft_time_limit": 90}}',
     )
@@ -316,17 +319,13 @@ def test_settings_the_package_rejects_fail_before_changes(tmp_path: Path) -> Non
 
 @needs_local_deploy_tools
 def test_argument_spec_violation_fails_before_changes(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
-    output = preflight(
-        tmp_path, "dev", inventory, "-e", "pixcrawler_redis_maxmemory_policy=allkeys-lru"
-    )
+    output = one_host_preflight(tmp_path, "-e", "pixcrawler_redis_maxmemory_policy=allkeys-lru")
     assert "pixcrawler_redis_maxmemory_policy" in output
 
 
 @needs_local_deploy_tools
 def test_missing_password_fails_before_changes_naming_it(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
-    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_redis_flower_password=")
+    output = one_host_preflight(tmp_path, "-e", "pixcrawler_redis_flower_password=")
     assert "pixcrawler_redis_flower_password is missing or empty" in output
 
 
@@ -358,13 +357,10 @@ def test_missing_flower_credentials_are_refused_in_prod(tmp_path: Path) -> None:
 
 @needs_local_deploy_tools
 def test_bad_operator_address_for_the_firewall_fails_before_changes(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
     sources = json.dumps(
         {"pixcrawler_firewall_operator_sources": ["192.0.2.0/24", "office-vpn", "10.0.0.300"]}
     )
-    output = preflight(
-        tmp_path, "dev", inventory, "-e", "pixcrawler_firewall_enabled=true", "-e", sources
-    )
+    output = one_host_preflight(tmp_path, "-e", "pixcrawler_firewall_enabled=true", "-e", sources)
     assert "pixcrawler_firewall_operator_sources" in output
     assert "not: office-vpn, 10.0.0.300." in output
 
@@ -387,14 +383,11 @@ def test_a_host_without_addresses_for_the_firewall_fails_before_changes(tmp_path
 @needs_local_deploy_tools
 def test_the_firewall_on_a_supervisord_host_fails_before_changes(tmp_path: Path) -> None:
     """This machine runs no systemd as PID 1: nothing would load the table at boot."""
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
-    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_firewall_enabled=true")
+    output = one_host_preflight(tmp_path, "-e", "pixcrawler_firewall_enabled=true")
     assert "The firewall needs systemd to load its table at boot" in output
     # Switched off for the host (its firewall managed elsewhere), the run gets past it.
-    output = preflight(
+    output = one_host_preflight(
         tmp_path,
-        "dev",
-        inventory,
         "-e",
         "pixcrawler_firewall_enabled=false",
         "-e",
@@ -406,28 +399,24 @@ def test_the_firewall_on_a_supervisord_host_fails_before_changes(tmp_path: Path)
 
 @needs_local_deploy_tools
 def test_tls_without_a_ca_passphrase_fails_before_changes(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
-    output = preflight(tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true")
+    output = one_host_preflight(tmp_path, "-e", "pixcrawler_tls=true")
     assert "pixcrawler_pki_ca_passphrase" in output
     assert "is missing or empty" in output
-    weak = preflight(
-        tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true",
-        "-e", "pixcrawler_pki_ca_passphrase=CHANGE-ME-pki-ca",
-    )  # fmt: skip
+    passphrase = "pixcrawler_pki_ca_passphrase=CHANGE-ME-pki-ca"
+    weak = one_host_preflight(tmp_path, "-e", "pixcrawler_tls=true", "-e", passphrase)
     assert "is weak" in weak
     assert "CHANGE-ME-pki-ca" not in weak
 
 
 @needs_local_deploy_tools
 def test_tls_with_missing_certificate_files_fails_before_changes(tmp_path: Path) -> None:
-    inventory = local_inventory("dev").replace("    other.invalid:\n", "")
     ca = tmp_path / "ca.crt"
     ca.write_text("a CA\n")
-    output = preflight(
-        tmp_path, "dev", inventory, "-e", "pixcrawler_tls=true",
-        "-e", "pixcrawler_pki_source=files", "-e", f"pixcrawler_pki_ca_file={ca}",
-        "-e", f"pixcrawler_pki_cert_file={tmp_path / 'host.crt'}",
-    )  # fmt: skip
+    files = ["pixcrawler_pki_source=files", f"pixcrawler_pki_ca_file={ca}"]
+    files.append(f"pixcrawler_pki_cert_file={tmp_path / 'host.crt'}")
+    output = one_host_preflight(
+        tmp_path, "-e", "pixcrawler_tls=true", *(a for f in files for a in ("-e", f))
+    )
     assert (
         "these name no file on the controller: pixcrawler_pki_cert_file, pixcrawler_pki_key_file"
         in output
