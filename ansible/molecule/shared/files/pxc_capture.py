@@ -23,6 +23,9 @@ import time
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 IPPROTO_TCP = 6
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 
 
 def tcp_segments(frame: bytes) -> tuple[int, int, bytes] | None:
@@ -54,6 +57,10 @@ def main() -> int:
     ports = set(args.port)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
     sock.bind((args.iface, 0))
+    # Promiscuous, as tcpdump makes it: a bridge hands its host only the frames addressed
+    # to the host, not those it forwards between the containers.
+    mreq = struct.pack("iHH8s", socket.if_nametoindex(args.iface), PACKET_MR_PROMISC, 0, b"")
+    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
     sock.settimeout(0.5)
     seen = {"packets": 0, "port_packets": 0, "port_payload_bytes": 0}
     hits = {"secret": 0, "marker": 0}
