@@ -113,7 +113,8 @@ def _known_secrets() -> list[str]:
         check=True,
     )
     vault = yaml.safe_load(view.stdout)
-    found += [str(v) for k, v in vault.items() if "password" in k or "secret" in k]
+    secret_words = ("password", "secret", "passphrase")
+    found += [str(v) for k, v in vault.items() if any(w in k for w in secret_words)]
     assert found, "no secrets found to look for"
     return found
 
