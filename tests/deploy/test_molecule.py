@@ -145,6 +145,8 @@ def test_scenario(test_images: set[str], scenario: str, release: str) -> None:
         assert re.search(rf"\[{scenario} > {step}\] Executed: Successful", text), step
     leaked = [s for s in _known_secrets() if s in text]
     assert not leaked, f"{len(leaked)} secret(s) appear in the Molecule output ({log})"
+    # The hosts' TLS keys are made or copied during the run: no PEM key may show either.
+    assert "PRIVATE KEY-----" not in text, f"a private key appears in the Molecule output ({log})"
 
 
 # --- cheap consistency checks (no Docker) ------------------------------------------------

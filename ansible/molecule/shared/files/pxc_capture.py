@@ -2,10 +2,11 @@
 
 Captures every TCP packet on the scenario's Docker bridge for a while (AF_PACKET, root,
 stdlib only) and judges the payloads without ever printing them: how many packets went
-to or from the named ports (so an empty capture cannot pass), how many payloads contain
-one of the secrets given on stdin (one per line), and how many contain a marker of a
-task message (its task name). Prints one JSON document; exit 0 means nothing leaked and
-the ports were seen.
+to or from each named port (every one must carry payload, so an empty capture cannot
+pass), how many payloads contain one of the secrets given on stdin (one per line), and
+how many contain a marker of a message that must not cross in clear (a task's name, an S3
+request's signature header). Prints one JSON document; exit 0 means nothing leaked and
+every port was seen.
 
   pxc_capture.py --iface br-1234567890ab --seconds 30 --port 6379 --port 26379 \
       --marker builder.tasks.crawl_task < secrets
@@ -63,6 +64,7 @@ def main() -> int:
     sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
     sock.settimeout(0.5)
     seen = {"packets": 0, "port_packets": 0, "port_payload_bytes": 0}
+    per_port = dict.fromkeys(sorted(ports), 0)
     hits = {"secret": 0, "marker": 0}
     # A secret or marker split over two segments: keep the tail of each flow's last payload.
     tails: dict[tuple[int, int], bytes] = {}
@@ -81,6 +83,7 @@ def main() -> int:
         if sport in ports or dport in ports:
             seen["port_packets"] += 1
             seen["port_payload_bytes"] += len(payload)
+            per_port[sport if sport in ports else dport] += len(payload)
         if not payload:
             continue
         flow = (sport, dport)
@@ -88,10 +91,9 @@ def main() -> int:
         tails[flow] = window[-longest:]
         hits["secret"] += any(s in window for s in secrets)
         hits["marker"] += any(m in window for m in markers)
-    ok = seen["port_payload_bytes"] > 0 and not hits["secret"] and not hits["marker"]
-    print(
-        json.dumps({**seen, "secret_hits": hits["secret"], "marker_hits": hits["marker"], "ok": ok})
-    )
+    ok = all(per_port.values()) and not hits["secret"] and not hits["marker"]
+    doc = {**seen, "payload_bytes_by_port": per_port, **{f"{k}_hits": v for k, v in hits.items()}}
+    print(json.dumps({**doc, "ok": ok}))
     return 0 if ok else 1
 
 

@@ -3,7 +3,8 @@
 Run by the pixcrawler_objectstore role on the store's own host (Debian's python3, no
 packages) as the admin identity. The keys arrive on stdin, the access key on the first
 line and the secret key on the second, so they are never on a command line. Requests are
-signed with AWS Signature Version 4, path style (http://host:port/bucket).
+signed with AWS Signature Version 4, path style (http://host:port/bucket). An https://
+endpoint is verified against --cafile (the environment's CA) or the system's CAs.
 
     s3_bucket.py --endpoint http://127.0.0.1:8333 --bucket pixcrawler-images [--check]
 
@@ -18,6 +19,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -70,10 +72,12 @@ def signed_request(
     return request
 
 
-def status(request: urllib.request.Request, timeout: float) -> tuple[int, str]:
+def status(
+    request: urllib.request.Request, timeout: float, context: ssl.SSLContext | None = None
+) -> tuple[int, str]:
     """The HTTP status and the start of the body (S3 error codes are in the body)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(300).decode(errors="replace")
@@ -85,6 +89,7 @@ def main() -> int:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--cafile", default="", help="CA to verify an https:// endpoint with")
     parser.add_argument("--check", action="store_true", help="only report what would change")
     args = parser.parse_args()
     lines = sys.stdin.read().splitlines()
@@ -95,10 +100,11 @@ def main() -> int:
     if urlsplit(args.endpoint).scheme not in ("http", "https"):
         parser.error("--endpoint must be an http:// or https:// URL")
     url = f"{args.endpoint.rstrip('/')}/{quote(args.bucket, safe='')}"
+    context = ssl.create_default_context(cafile=args.cafile or None)
 
     def ask(method: str) -> tuple[int, str]:
         request = signed_request(method, url, args.region, access_key, secret_key)
-        return status(request, args.timeout)
+        return status(request, args.timeout, context)
 
     code, body = ask("HEAD")
     if code == 200:
