@@ -398,6 +398,26 @@ def test_the_firewall_on_a_supervisord_host_fails_before_changes(tmp_path: Path)
 
 
 @needs_local_deploy_tools
+def test_a_firewall_that_would_close_the_ansible_port_fails_before_changes(
+    tmp_path: Path,
+) -> None:
+    """SSH moved onto the Redis port: the converge would cut its own connection."""
+    output = one_host_preflight(
+        tmp_path,
+        "-e",
+        "pixcrawler_firewall_enabled=true",
+        "-e",
+        "pixcrawler_firewall_ansible_port=6379",
+    )
+    assert "Ansible connects to localhost on port 6379" in output
+    assert "the converge would lock itself out" in output
+    # This machine's own connection (local, no port) passes that check.
+    assert "lock itself out" not in one_host_preflight(
+        tmp_path, "-e", "pixcrawler_firewall_enabled=true"
+    )
+
+
+@needs_local_deploy_tools
 def test_tls_without_a_ca_passphrase_fails_before_changes(tmp_path: Path) -> None:
     output = one_host_preflight(tmp_path, "-e", "pixcrawler_tls=true")
     assert "pixcrawler_pki_ca_passphrase" in output
