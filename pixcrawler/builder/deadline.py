@@ -41,6 +41,12 @@ def expired() -> bool:
     return at is not None and time.monotonic() >= at
 
 
+def left() -> float | None:
+    """Seconds until this thread's deadline (None: it has none)."""
+    at = _deadline.get()
+    return None if at is None else at - time.monotonic()
+
+
 def _clamp(timeout: float | None, error: type[Exception]) -> float | None:
     at = _deadline.get()
     if at is None:

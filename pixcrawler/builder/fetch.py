@@ -3,12 +3,15 @@
 The destination is resolved once, every address is checked, and the connection goes to
 the checked address (Host header and TLS SNI keep the name), so a DNS answer that
 changes between check and connect (rebinding) cannot reach a private address. Each
-redirect hop is checked the same way.
+redirect hop is checked the same way, and passes the crawl's politeness again (*hop_guard*:
+the robots.txt and the slots of the site it leads to, polite.py).
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from threading import Lock
@@ -25,6 +28,10 @@ from pixcrawler.celery_core.redact import strip_userinfo
 from pixcrawler.storage import ImageStore, StoredObject
 
 CHUNK = 64 * 1024
+
+#: Called for every redirect hop with the first request's host and the hop's target; the
+#: request is sent inside the context it returns (which may raise to refuse the hop).
+HopGuard = Callable[[str, Target], AbstractContextManager[object]]
 
 #: Leading bytes of the formats we accept, mapped to (extension, MIME type).
 SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
@@ -153,7 +160,9 @@ def request_for(
     return request
 
 
-def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
+def download(
+    url: str, store: ImageStore, settings: CelerySettings, hop_guard: HopGuard | None = None
+) -> Download:
     """Fetch *url* into *store*; raise TaskError/TransientError on failure.
 
     ``CRAWL_TOTAL_TIMEOUT`` bounds the whole download, every redirect hop included
@@ -165,7 +174,7 @@ def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
     shown = strip_userinfo(url)
     with deadline(settings.crawl_total_timeout):
         try:
-            return _follow(client, url, shown, store, settings)
+            return _follow(client, url, shown, store, settings, hop_guard)
         except httpx.TimeoutException:
             if not expired():
                 raise
@@ -175,26 +184,33 @@ def download(url: str, store: ImageStore, settings: CelerySettings) -> Download:
 
 
 def _follow(
-    client: httpx.Client, url: str, shown: str, store: ImageStore, settings: CelerySettings
+    client: httpx.Client,
+    url: str,
+    shown: str,
+    store: ImageStore,
+    settings: CelerySettings,
+    hop_guard: HopGuard | None,
 ) -> Download:
     target = parse_target(url)
+    first_host = target.host
     #: Credentials go only to the origin they were written for (as browsers and
     #: requests do): a redirect elsewhere, or to plain http, does not get them.
     credentials = (target.origin, target.auth) if target.auth is not None else None
     current = url
-    for _hop in range(settings.crawl_max_redirects + 1):
+    for hop in range(settings.crawl_max_redirects + 1):
         if target.auth is None and credentials is not None and credentials[0] == target.origin:
             target = replace(target, auth=credentials[1])
-        address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
-        response = client.send(request_for(client, target, address), stream=True)
-        try:
-            if response.is_redirect:
+        guarded = hop_guard(first_host, target) if hop and hop_guard else nullcontext()
+        with guarded:
+            address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
+            response = client.send(request_for(client, target, address), stream=True)
+            try:
+                if not response.is_redirect:
+                    return _store(response, shown, store, settings)
                 current = urljoin(current, response.headers.get("location", ""))
-                target = parse_target(current)
-                continue
-            return _store(response, shown, store, settings)
-        finally:
-            response.close()
+            finally:
+                response.close()
+        target = parse_target(current)
     raise TaskError("too_many_redirects", f"more than {settings.crawl_max_redirects} redirects")
 
 

@@ -15,24 +15,32 @@ that other tasks (other sites) could use: the URLs it has not started are return
 
 Exempt hosts (``CRAWL_EXEMPT_HOSTS``: sources the operator owns) skip robots.txt and the
 limits; their outcomes say ``"exempt": true``.
+
+A redirect is another request, maybe to another site: each hop after the first obeys the
+robots.txt of the site it leads to (fetched then if no worker has it) and, on another
+host, takes one of that host's slots, waiting for it within the download's total time
+(:meth:`Politeness.hop`). Otherwise a site could be crawled past its rules, or past its
+limit, by links that redirect to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from pixcrawler.builder import deadline
 from pixcrawler.builder.robots import Policy, RobotsCache, Site
 from pixcrawler.builder.sites import Lease, SiteLimiter
-from pixcrawler.builder.target import parse_target
+from pixcrawler.builder.target import Target, parse_target
 from pixcrawler.celery_core.base import classify
 from pixcrawler.celery_core.config import CelerySettings, env_name
 from pixcrawler.celery_core.errors import TaskError, TransientError
@@ -60,6 +68,54 @@ class Politeness:
     @property
     def active(self) -> bool:
         return self.robots is not None or self.limiter is not None
+
+    @contextlib.contextmanager
+    def hop(self, first_host: str, target: Target) -> Iterator[None]:
+        """A redirect hop to *target*: its site's robots.txt must allow it, and on another
+        host than the first request's it holds one of that host's slots while it runs."""
+        if target.host in self.exempt:
+            yield
+            return
+        policy = self._policy_now(self.robots, target) if self.robots is not None else None
+        lease: Lease | None = None
+        if self.limiter is not None and target.host != first_host:
+            crawl_delay = policy.crawl_delay(self.token) if policy is not None else None
+            while not isinstance(got := self.limiter.try_acquire(target.host, crawl_delay), Lease):
+                _nap(got, "a slot of the site a redirect leads to")
+            lease = got
+        try:
+            yield
+        finally:
+            if lease is not None and self.limiter is not None:
+                self.limiter.release(lease)
+
+    def retry_after(self, policy: Policy) -> float:
+        """When to ask an unreachable robots.txt again, capped like a server's Retry-After
+        (TASK_RETRY_BACKOFF_MAX keeps it under the visibility timeout)."""
+        cap = min(self.settings.crawl_retry_after_max, self.settings.task_retry_backoff_max)
+        return min(policy.retry_after or 0.0, cap)
+
+    def _policy_now(self, robots: RobotsCache, target: Target) -> Policy:
+        """The site's robots.txt for a redirect hop: cached, or fetched now (waiting while
+        another worker fetches it); refusing the hop as the first request would be."""
+        site = Site.of(target)
+        while (policy := robots.cached(site)) is None:
+            token = robots.try_lock(site)
+            if token is not None:
+                policy = robots.fetch(site, token)
+                break
+            _nap(ROBOTS_LOCKED_WAIT, "another worker's fetch of a redirect's robots.txt")
+        if policy.state == "unreachable":
+            raise TransientError(
+                "robots_unavailable",
+                "robots.txt of the site a redirect leads to could not be read",
+                {"retry_after": self.retry_after(policy)},
+            )
+        if not policy.allows(target.path, self.token):
+            raise TaskError(
+                "disallowed_by_robots", "robots.txt of the site a redirect leads to disallows it"
+            )
+        return policy
 
 
 _instances: dict[int, Politeness] = {}
@@ -243,8 +299,6 @@ def _attempt(
             if policy is None:
                 return _fetch_robots(robots, site, host, politeness, queue)
             if policy.state == "unreachable":
-                settings = politeness.settings
-                cap = min(settings.crawl_retry_after_max, settings.task_retry_backoff_max)
                 return _error(
                     url,
                     TransientError(
@@ -252,7 +306,7 @@ def _attempt(
                         "robots.txt could not be read (server error or unreachable); "
                         "nothing of the site is crawled until it can be",
                     ),
-                    retry_after=min(policy.retry_after or 0.0, cap),
+                    retry_after=politeness.retry_after(policy),
                 )
             if not policy.allows(target.path, politeness.token):
                 return _error(
@@ -308,6 +362,14 @@ def _fetch_robots(
         if lease is not None and politeness.limiter is not None:
             politeness.limiter.release(lease)
     return _Busy(0.0)
+
+
+def _nap(seconds: float, waiting_for: str) -> None:
+    """Sleep before asking again, within the download's total time (deadline.py)."""
+    left = deadline.left()
+    if left is not None and left <= seconds:
+        raise TransientError("timeout", f"the total time ran out waiting for {waiting_for}")
+    time.sleep(seconds)
 
 
 def _started(queue: _Queue) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import signals
 
 from pixcrawler.builder.batch import carry, is_final, restore, run_batch
-from pixcrawler.builder.fetch import download
+from pixcrawler.builder.fetch import HopGuard, download
 from pixcrawler.builder.polite import Politeness, describe, politeness_for, run_polite
 from pixcrawler.celery_core.app import get_celery_app, result_client, settings_of
 from pixcrawler.celery_core.base import BaseTask, classify
@@ -35,10 +35,12 @@ def _urls(payload: Any) -> list[str]:
     return urls
 
 
-def crawl_one(url: str, settings: CelerySettings) -> dict[str, Any]:
+def crawl_one(
+    url: str, settings: CelerySettings, hop_guard: HopGuard | None = None
+) -> dict[str, Any]:
     """Download one URL; the outcome says what happened, it never raises."""
     try:
-        result = download(url, get_store(settings), settings)
+        result = download(url, get_store(settings), settings, hop_guard)
     except Exception as exc:  # one URL's failure must not hide the others' outcomes
         error = classify(exc)
         outcome: dict[str, Any] = {
@@ -116,7 +118,7 @@ def crawl_task(
         run = run_polite(
             url_list,
             pending,
-            lambda url: crawl_one(url, settings),
+            lambda url: crawl_one(url, settings, politeness.hop),
             politeness,
             settings.crawl_batch_concurrency,
         )

@@ -205,6 +205,42 @@ def test_robots_txt_redirects_are_followed_to_another_host(app: Celery) -> None:
             assert rules.hits("/rules.txt") == 1
 
 
+def _moved_to(server: LoopbackHTTPServer, url: str) -> str:
+    """A URL on *server* that redirects to *url*."""
+    return server.add(Route(statuses=[302], headers={"Location": url}), "moved")
+
+
+def test_a_redirect_obeys_the_robots_txt_of_the_site_it_leads_to(app: Celery) -> None:
+    """A link on an open site that redirects into another site's disallowed part is
+    refused at the hop, as the direct link would be; the allowed part is fetched."""
+    with site(robots_txt(RULES)) as target, site(robots_txt("User-agent: *\nAllow: /\n")) as hub:
+        [private] = _images(target, 1, "private")
+        [public] = _images(target, 1, "public")
+        urls = [_moved_to(hub, private), _moved_to(hub, public)]
+        outcomes = _crawl(app, urls).get(timeout=TIMEOUT)["data"]["outcomes"]
+        assert [o["status"] for o in outcomes] == ["error", "ok"]
+        assert outcomes[0]["error"] == "disallowed_by_robots"
+        assert outcomes[0]["retryable"] is False
+        assert "redirect" in outcomes[0]["message"]
+        assert target.hits(private) == 0
+        assert target.hits(public) == 1
+        assert target.hits("/robots.txt") == 1  # through the cluster's cache, as always
+
+
+def test_redirects_from_many_sites_to_one_hold_its_limit(app: Celery) -> None:
+    """Eight links on four sites (their slots do not limit each other) all redirect to
+    one slow site: it still sees at most IN_FLIGHT requests at once."""
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(site())
+        hubs = [stack.enter_context(site()) for _ in range(4)]
+        images_there = _images(target, 8, "landing", delay=0.2)
+        urls = [_moved_to(hubs[i % 4], url) for i, url in enumerate(images_there)]
+        envelope = _crawl(app, urls).get(timeout=TIMEOUT)
+        assert envelope["data"]["succeeded"] == 8
+        assert target.max_in_flight(target.host_header) == IN_FLIGHT  # reached, not exceeded
+        assert all(target.hits(u) >= 1 for u in images_there)
+
+
 def test_two_workers_fetch_a_sites_robots_txt_once(
     app: Celery, crawl_worker: Worker, second_worker: Worker
 ) -> None:
