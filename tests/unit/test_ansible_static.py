@@ -676,3 +676,24 @@ def test_monitoring_redis_user_is_the_exporters_rules_and_reads_only() -> None:
     assert rules[: len(own)] == own
     assert set(rules[len(own) :]) == REDIS_EXPORTER_EXTRA
     assert not any(word.startswith("+config") for word in rules)  # CONFIG GET shows masterauth
+
+
+def test_no_registered_result_shadows_a_setting() -> None:
+    """A task's `register:` outranks group_vars and role defaults: registering under a
+    setting's name silently replaces the setting for the rest of the play (the object
+    store's gRPC certificates once turned pixcrawler_objectstore_tls into a dict, which is
+    false, and the S3 API stayed plain while its clients expected HTTPS)."""
+    settings: set[str] = set()
+    for path in [
+        *(ANSIBLE_DIR / "group_vars").rglob("*.yml"),
+        *ROLES_DIR.glob("*/defaults/main.yml"),
+    ]:
+        settings |= set(re.findall(r"^(\w+):", path.read_text(), re.M))
+    shadowing = {
+        f"{path.relative_to(ANSIBLE_DIR)}: {name}"
+        for path in ANSIBLE_DIR.rglob("*.yml")
+        for name in re.findall(r"^\s+register:\s*(\w+)\s*$", path.read_text(), re.M)
+        if name in settings
+    }
+    assert settings, "no settings found"
+    assert not shadowing, sorted(shadowing)
