@@ -422,11 +422,7 @@ class S3Store(ImageStore):
             )
         if status is None:
             if any(marker.lower() in text.lower() for marker in _TLS_MARKERS):
-                return TaskError(
-                    "storage_tls",
-                    f"the certificate of {endpoint} is not trusted; set "
-                    f"{env_name('storage_s3_ca_bundle')} to the CA that signed it",
-                )
+                return TaskError("storage_tls", _tls_reason(text, endpoint))
             return TransientError(
                 "storage_unavailable",
                 f"cannot reach the object store at {endpoint} "
@@ -444,6 +440,21 @@ def _code_and_status(exc: BaseException) -> tuple[str | None, int | None]:
     code = _CODE.search(text)
     status = _STATUS.search(text)
     return (code[1] if code else None), (int(status[1]) if status else None)
+
+
+def _tls_reason(text: str, endpoint: str) -> str:
+    """Why the endpoint's certificate was refused, from the TLS library's debug text."""
+    if "Expired" in text or "NotValidYet" in text:
+        return f"the certificate of {endpoint} has expired or is not yet valid; renew it"
+    if "NotValidForName" in text:
+        return (
+            f"the certificate of {endpoint} does not name that host; the endpoint "
+            f"({env_name('storage_s3_endpoint_url')}) must use a name the certificate carries"
+        )
+    return (
+        f"the certificate of {endpoint} is not trusted; set "
+        f"{env_name('storage_s3_ca_bundle')} to the CA that signed it"
+    )
 
 
 def _network_reason(text: str) -> str:

@@ -598,3 +598,31 @@ def test_an_https_endpoint_is_trusted_through_the_ca_bundle(tmp_path: Path) -> N
             writer.write(body)
             stored = writer.commit("png")
         assert trusted.read(stored.ref, len(body)) == body
+
+
+@pytest.mark.parametrize(
+    ("case", "names", "days", "reason"),
+    [
+        ("expired", ("127.0.0.1",), -1, "has expired or is not yet valid; renew it"),
+        ("another name", ("s3.elsewhere.invalid",), 2, "does not name that host"),
+    ],
+)
+def test_an_expired_or_misnamed_certificate_is_refused_even_from_the_trusted_ca(
+    tmp_path: Path, case: str, names: tuple[str, ...], days: int, reason: str
+) -> None:
+    """The CA bundle trusts the issuer, not whatever it signed: an expired certificate,
+    or one for another name, is refused like an unknown CA, and nothing is stored."""
+    tls = TlsFiles(tmp_path / "tls", names=names, days=days)
+    with seaweed(tmp_path / "weed", tls=tls) as server:
+        env = server.env(
+            prefix="tls",
+            storage_s3_endpoint_url=server.https_endpoint,
+            storage_s3_ca_bundle=str(tls.ca),
+        )
+        writer = open_store(load_settings(env)).writer()
+        writer.write(images.png(f"refused-{case}"))
+        with pytest.raises(TaskError) as info:
+            writer.commit("png")
+        assert info.value.code == "storage_tls", (case, info.value.message)
+        assert reason in info.value.message  # not the unknown-CA refusal
+        assert not info.value.retryable
