@@ -30,6 +30,10 @@ from pixcrawler.celery_core import errors as _errors  # noqa: F401
 
 # Every message this app publishes carries its publish time (the exporter's queue age).
 from pixcrawler.celery_core import stamps as _stamps  # noqa: F401
+
+# Our transports, and the sentinel:// alias that keeps them across a failover to the next
+# Sentinel URL (transport.py), registered before the app makes any connection.
+from pixcrawler.celery_core import transport as _transport  # noqa: F401
 from pixcrawler.celery_core.amqp import RedactingAMQP
 from pixcrawler.celery_core.config import CelerySettings, load_settings, sentinel_addresses
 from pixcrawler.celery_core.queues import (

@@ -41,8 +41,8 @@ from functools import cached_property
 from typing import Any, cast
 
 import redis
+from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
 from kombu.utils.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -328,3 +328,11 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[mis
 
 class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
+
+
+# kombu's Connection fails over to the next URL of "sentinel://a;sentinel://b;..." by
+# parsing it again, and takes the transport from its scheme: without this, a worker went on
+# with kombu's stock Sentinel transport after its first failover (no deferred acks, no
+# owner records, an unbounded pub/sub read) and could stall at the next one, alive and
+# consuming nothing. Every sentinel:// URL in a process that uses the app is ours.
+TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
