@@ -37,8 +37,8 @@ def deadline(seconds: float) -> Iterator[float]:
 
 
 def expired() -> bool:
-    at = _deadline.get()
-    return at is not None and time.monotonic() >= at
+    remaining = left()
+    return remaining is not None and remaining <= 0
 
 
 def left() -> float | None:
