@@ -74,6 +74,12 @@ class Profile:
             f"requeue on restart {on[self.flag('REQUEUE_ON_RESTART', d.requeue_on_restart)]}",
         ]
         parts += [f"{k}={v} (env/prod.yml)" for k, v in d.settings.items()]
+        flags = {"ENABLE_MONITORING", "REDIS_CLIENT_REUSE", "REQUEUE_ON_RESTART"}
+        parts += [
+            f"+{k}={v}"
+            for k, v in self.settings.items()
+            if k not in flags and d.settings.get(k) != v
+        ]
         return ", ".join(parts)
 
     def flag(self, name: str, default: bool) -> bool:

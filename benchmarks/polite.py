@@ -118,7 +118,8 @@ def polite_profile(base: Profile, on: bool = True) -> Profile:
     """The crawl row's workers with politeness on at its defaults (stated, not assumed),
     or off (the same batches and sites, for the cost of politeness itself)."""
     flag = "true" if on else "false"
-    settings = {**base.settings, "CRAWL_OBEY_ROBOTS": flag, "CRAWL_SITE_LIMITS": flag}
+    settings = {k: v for k, v in base.settings.items() if k != "CRAWL_EXEMPT_HOSTS"}
+    settings |= {"CRAWL_OBEY_ROBOTS": flag, "CRAWL_SITE_LIMITS": flag}
     label = (
         f"{base.label}, per-site limits {'on' if on else 'off'}, {SITES} sites, batches of {BATCH}"
     )
