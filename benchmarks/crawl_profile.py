@@ -22,10 +22,9 @@ from pixcrawler.celery_core.config import CelerySettings, load_settings
 
 #: (category, file suffix, function): cumulative CPU of these calls is the category's.
 CATEGORIES: tuple[tuple[str, str, str], ...] = (
-    ("HTTP (httpx: request, response, body)", "httpx/_client.py", "send"),
-    ("HTTP (httpx: request, response, body)", "pixcrawler/builder/fetch.py", "request_for"),
-    ("HTTP (httpx: request, response, body)", "httpx/_models.py", "iter_bytes"),
-    ("HTTP (httpx: request, response, body)", "httpx/_models.py", "close"),
+    ("HTTP (request, response, body: client.py)", "pixcrawler/builder/client.py", "get"),
+    ("HTTP (request, response, body: client.py)", "pixcrawler/builder/client.py", "iter_bytes"),
+    ("HTTP (request, response, body: client.py)", "pixcrawler/builder/client.py", "close"),
     ("hashing (SHA-256)", "~", "<method 'update' of '_hashlib.HASH' objects>"),
     ("hashing (SHA-256)", "~", "<method 'hexdigest' of '_hashlib.HASH' objects>"),
     ("storage (temp file, write, fsync, rename)", "pixcrawler/storage/local.py", "writer"),
@@ -43,8 +42,8 @@ class CrawlProfile:
     plain_ms: float
     #: Category -> share of the profiled CPU (0..1), REST included.
     shares: dict[str, float]
-    #: (connection pools per transport, images/s, CPU ms per image), many in flight.
-    pools: list[tuple[int, float, float]] = field(default_factory=list)
+    #: (images/s, CPU ms per image) per round, many downloads in flight, no Celery.
+    many: list[tuple[float, float]] = field(default_factory=list)
     #: Downloads in flight in that comparison.
     in_flight: int = 0
 
@@ -75,50 +74,38 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def compare_pools(
-    base: str, storage: Path, first: int, tasks: int, per_task: int, pools: tuple[int, ...]
-) -> list[tuple[int, float, float]]:
-    """(pools, images/s, CPU ms per image) of *tasks* batch downloads at once, in this process,
-    with the transport's requests spread over each number of connection pools in turn.
-
-    The crawl code as a crawl worker runs it (run_batch, CRAWL_BATCH_CONCURRENCY at a
-    time per task, one shared client), against *base* (the 100 ms server), without
-    Celery: what the number of pools changes, and nothing else.
-    """
-    from pixcrawler.builder import deadline, fetch
+def many_in_flight(
+    base: str, storage: Path, first: int, tasks: int, per_task: int, rounds: int
+) -> list[tuple[float, float]]:
+    """(images/s, CPU ms per image) of *tasks* batch downloads at once in this process,
+    once per round: the crawl code as a crawl worker runs it (run_batch,
+    CRAWL_BATCH_CONCURRENCY at a time per task, one shared client) against *base* (the
+    100 ms server), without Celery. Set beside the one-thread figure, it is the cost of
+    many downloads taking turns in one process; beside the batch row, Celery's."""
     from pixcrawler.builder.batch import run_batch
     from pixcrawler.builder.tasks import crawl_one
 
     settings = _settings(storage)
     concurrency = settings.crawl_batch_concurrency
-    out: list[tuple[int, float, float]] = []
-    default = deadline.POOLS
-    try:
-        for count in pools:
-            deadline.POOLS = count
-            fetch._client = None  # the next download builds a client with *count* pools
-            urls = [f"{base}/img/{i}.png" for i in range(first, first + tasks * per_task)]
-            first += tasks * per_task
+    out: list[tuple[float, float]] = []
+    crawl_one(f"{base}/img/{first}.png", settings)  # the client and the store's directories
+    first += 1
+    for _ in range(rounds):
+        urls = [f"{base}/img/{i}.png" for i in range(first, first + tasks * per_task)]
+        first += tasks * per_task
 
-            def batch(part: list[str]) -> int:
-                done = run_batch(
-                    part, range(len(part)), lambda u: crawl_one(u, settings), concurrency
-                )
-                return sum(o["status"] == "ok" for o in done.values())
+        def batch(part: list[str]) -> int:
+            done = run_batch(part, range(len(part)), lambda u: crawl_one(u, settings), concurrency)
+            return sum(o["status"] == "ok" for o in done.values())
 
-            crawl_one(f"{base}/img/{first}.png", settings)  # the client and its TLS context
-            first += 1
-            cpu, start = _cpu(), time.perf_counter()
-            with ThreadPoolExecutor(tasks) as executor:
-                parts = [urls[i : i + per_task] for i in range(0, len(urls), per_task)]
-                stored = sum(executor.map(batch, parts))
-            seconds, cpu = time.perf_counter() - start, _cpu() - cpu
-            if stored != len(urls):
-                raise RuntimeError(f"pool comparison: {len(urls) - stored} images not stored")
-            out.append((count, len(urls) / seconds, cpu * 1000 / len(urls)))
-    finally:
-        deadline.POOLS = default
-        fetch._client = None
+        cpu, start = _cpu(), time.perf_counter()
+        with ThreadPoolExecutor(tasks) as executor:
+            parts = [urls[i : i + per_task] for i in range(0, len(urls), per_task)]
+            stored = sum(executor.map(batch, parts))
+        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        if stored != len(urls):
+            raise RuntimeError(f"many in flight: {len(urls) - stored} images not stored")
+        out.append((len(urls) / seconds, cpu * 1000 / len(urls)))
     return out
 
 

@@ -278,11 +278,17 @@ def crawl_profile_table(f: Figures) -> list[str]:
     for name, ms in sorted(p.split_ms().items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {ms:.3f} | {100 * p.shares[name]:.0f}% |")
     lines.append(f"| **the crawl code alone, one thread** | **{p.plain_ms:.2f}** | 100% |")
-    for label in (c1, cb):
-        extra = f.crawl_cpu[label] - p.plain_ms
+    many = _med([cpu for _, cpu in p.many]) if p.many else None
+    if many is not None:
         lines.append(
-            f"| Celery, threads and the GIL in row *{label}* "
-            f"({f.crawl_cpu[label]:.2f} - {p.plain_ms:.2f}) | {extra:.2f} | |"
+            f"| {p.in_flight} downloads in flight in one process, no Celery "
+            f"({many:.2f} - {p.plain_ms:.2f}) | {many - p.plain_ms:.2f} | |"
+        )
+    base, what = (many, "Celery") if many is not None else (p.plain_ms, "Celery and threads")
+    for label in (c1, cb):
+        extra = f.crawl_cpu[label] - base
+        lines.append(
+            f"| {what} in row *{label}* ({f.crawl_cpu[label]:.2f} - {base:.2f}) | {extra:.2f} | |"
         )
     return lines
 
@@ -305,7 +311,7 @@ def crawl_profile_note(f: Figures) -> str:
             f"In the batch row the worker spent {batch_extra:.2f} ms per image beyond the "
             f"crawl code alone in one thread: Celery's per-task work, shared by "
             f"{f.crawl_per_task} images there, and running many downloads at once in one "
-            "process (threads taking turns at the GIL, the connection pools' locks)."
+            "process (threads taking turns at the GIL)."
         )
     else:
         text += (
@@ -314,33 +320,15 @@ def crawl_profile_note(f: Figures) -> str:
             "measured minutes apart under a changing load): Celery's per-task work, "
             f"shared by {f.crawl_per_task} images, no longer shows."
         )
-    if not p.pools:
-        return text
-    by_count: dict[int, list[tuple[float, float]]] = {}
-    for count, rate, cpu in p.pools:
-        by_count.setdefault(count, []).append((rate, cpu))
-    rows = [
-        f"| {count} | {_med([r for r, _ in v]):.0f} | {', '.join(f'{r:.0f}' for r, _ in v)} "
-        f"| {_med([c for _, c in v]):.2f} |"
-        for count, v in sorted(by_count.items())
-    ]
-    return "\n".join(
-        [
-            text,
-            "",
-            "httpcore's connection pool looks through all its connections and waiting "
-            "requests, under one lock, for every request and every response closed, so "
-            "its cost grows with the square of the downloads in flight. The crawler's "
-            "transport (pixcrawler/builder/deadline.py) therefore spreads its requests "
-            "over several pools. Side by side in this run, the crawl code as a batch "
-            f"task runs it ({p.in_flight} downloads in flight in this process, the "
-            f"{f.delay_ms:.0f} ms server, no Celery), by the number of pools:",
-            "",
-            "| connection pools | images/s (median) | each round | CPU ms per image |",
-            "|---:|---:|---|---:|",
-            *rows,
-        ]
-    )
+    if p.many:
+        text += (
+            f" Side by side, the crawl code as the batch row's tasks run it ({p.in_flight} "
+            f"downloads in flight in one process, the {f.delay_ms:.0f} ms server, no Celery) "
+            f"fetched {_med([r for r, _ in p.many]):,.0f} images/s (rounds: "
+            f"{', '.join(f'{r:,.0f}' for r, _ in p.many)}) at "
+            f"{_med([c for _, c in p.many]):.2f} ms of CPU per image."
+        )
+    return text
 
 
 def _med(values: list[float]) -> float:
@@ -399,7 +387,9 @@ def patch_note(f: Figures) -> str:
         "transport subclass selected by `broker_transport`, a supported Celery setting, "
         "rather than a monkeypatch; commands still go through kombu's connection pool, "
         "so reconnects, `visibility_timeout` and acks behave as before. Sentinel URLs "
-        "keep kombu's own sentinel transport. The deployed row has it on, \"deployed, no "
+        "get its Sentinel twin (the same client reuse, owner records and deferred acks "
+        "over kombu's Sentinel transport), also after kombu fails over to another "
+        "Sentinel's URL. The deployed row has it on, \"deployed, no "
         'client reuse" the same worker without it; the seed rows run without it. The '
         "same transport records each delivery's owner for requeue on restart "
         "(`PIXCRAWLER_CELERY_REQUEUE_ON_RESTART`, on when deployed): HSET "

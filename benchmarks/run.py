@@ -23,9 +23,15 @@ if __package__ in (None, ""):
 
 from benchmarks import report
 from benchmarks.batch import BatchResult, run_batch
-from benchmarks.cases import CRAWL_CASES, MAINTENANCE_CASE, THROUGHPUT_CASES, VALIDATION_CASES
+from benchmarks.cases import (
+    BATCH,
+    CRAWL_CASES,
+    MAINTENANCE_CASE,
+    THROUGHPUT_CASES,
+    VALIDATION_CASES,
+)
 from benchmarks.crawl import run_crawl, slow_image_server
-from benchmarks.crawl_profile import compare_pools, profile_crawl
+from benchmarks.crawl_profile import many_in_flight, profile_crawl
 from benchmarks.env import Bench
 from benchmarks.machine import load_average, machine_info
 from benchmarks.polite import polite_row, site_servers
@@ -33,13 +39,9 @@ from benchmarks.redis_ceiling import redis_benchmark
 from benchmarks.storage import run_store, store_cases
 from benchmarks.throughput import ThroughputResult, publish_only, run_throughput
 from benchmarks.validation import make_images, pillow_ceiling, run_validation
-from pixcrawler.builder.deadline import POOLS
 from pixcrawler.celery_core.config import CelerySettings
 
 REPO = Path(__file__).resolve().parent.parent
-#: Batch tasks at once in the connection pool comparison (times CRAWL_BATCH_CONCURRENCY
-#: downloads in flight).
-POOL_TASKS = 20
 #: Where the run writes its own wall time (between <!-- benchmark-wall-time --> marks).
 README = REPO / "README.md"
 
@@ -133,16 +135,16 @@ def main(argv: list[str] | None = None) -> int:
                 crawl.append(polite_row(bench, sites, first, n_crawl))  # benchmarks/polite.py
                 first += n_crawl + 400
                 _say(f"(c) round {r + 1}: {crawl[-1].label}: {crawl[-1].rate:.0f} images/s")
-            _say(f"(c) one connection pool vs {POOLS}, {POOL_TASKS} batches at once, no Celery")
-            pools = compare_pools(
-                base, bench.root / "pools-store", first, POOL_TASKS, 50, (1, POOLS, 1, POOLS)
-            )
+            # The batch row's tasks at once in this process, without Celery.
+            tasks = n_crawl // BATCH
+            _say(f"(c) {tasks} batches of {BATCH} at once in this process, no Celery")
+            many = many_in_flight(base, bench.root / "many-store", first, tasks, BATCH, 2)
         data.crawl = crawl
         _say("(c) where the CPU goes per image (crawl code alone, profiled)")
         with slow_image_server(delay=0) as base:
             data.crawl_profile = profile_crawl(base, bench.root / "profile-store", 2_000_000, 300)
-        data.crawl_profile.pools = pools
-        data.crawl_profile.in_flight = POOL_TASKS * CelerySettings().crawl_batch_concurrency
+        data.crawl_profile.many = many
+        data.crawl_profile.in_flight = tasks * CelerySettings().crawl_batch_concurrency
 
         _say("(d) validation")
         data.load["(d)"] = load_average()

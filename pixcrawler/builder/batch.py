@@ -3,10 +3,10 @@
 Threads, not asyncio, by measurement (200 images from benchmarks/crawl.py's loopback
 server, 100 ms each, 2-core machine): threads doing the whole crawl (guard, sniff, store)
 fetched 51 img/s at 8 at once and 106 at 16, with 2.3 and 1.8 ms CPU per image; an
-httpx AsyncClient doing only the GETs, 50 and 96 img/s with 2.7 and 2.4 ms. Asyncio
-buys nothing here and would cost: the lookup and the store write block (they would need
-threads anyway), and an event loop per task needs its own client, so the worker's
-threads could no longer share one pool of kept-alive connections.
+httpx AsyncClient (the crawler's client then) doing only the GETs, 50 and 96 img/s with
+2.7 and 2.4 ms. Asyncio buys nothing here and would cost: the lookup and the store write
+block (they would need threads anyway), and an event loop per task needs its own client,
+so the worker's threads could no longer share one pool of kept-alive connections.
 
 A retry carries the outcomes already final (stored images and permanent failures),
 keyed by position, without their URLs (the task's arguments have them, and a URL may

@@ -17,9 +17,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from threading import Lock
 from urllib.parse import urljoin
 
-import httpx
-
-from pixcrawler.builder.deadline import DeadlineTransport, deadline, expired
+from pixcrawler.builder.client import Client, Response
+from pixcrawler.builder.deadline import deadline, expired
 from pixcrawler.builder.retry_after import retry_after_seconds
 from pixcrawler.builder.target import Target, parse_target
 from pixcrawler.celery_core.config import CelerySettings, Network
@@ -113,51 +112,25 @@ def resolve_checked(host: str, port: int, allowed: list[Network]) -> str:
     return str(addresses[0])
 
 
-_client: httpx.Client | None = None
+_client: Client | None = None
 _client_lock = Lock()
 
 
-def http_client(settings: CelerySettings) -> httpx.Client:
-    """One pooled client per process, created after fork (prefork) and shared by threads.
+def http_client(settings: CelerySettings) -> Client:
+    """One client per process, created after fork (prefork) and shared by its threads.
 
-    No connection limit: every download of every task in the process shares this pool,
-    and each is bounded already (worker concurrency times ``CRAWL_BATCH_CONCURRENCY``);
-    httpx's default of 100 made downloads beyond it wait for a free connection.
+    No connection limit: every download of every task in the process shares it, and each
+    is bounded already (worker concurrency times ``CRAWL_BATCH_CONCURRENCY``).
     """
     global _client
     with _client_lock:
         if _client is None:
-            _client = httpx.Client(
-                transport=DeadlineTransport(
-                    httpx.Limits(max_connections=None, max_keepalive_connections=100)
-                ),
-                timeout=httpx.Timeout(
-                    settings.crawl_read_timeout, connect=settings.crawl_connect_timeout
-                ),
-                follow_redirects=False,
-                trust_env=False,  # never route through a proxy from the environment
-                headers={"User-Agent": settings.user_agent_header, "Accept": "image/*"},
+            _client = Client(
+                connect_timeout=settings.crawl_connect_timeout,
+                read_timeout=settings.crawl_read_timeout,
+                user_agent=settings.user_agent_header,
             )
         return _client
-
-
-def request_for(
-    client: httpx.Client, target: Target, address: str, accept: str | None = None
-) -> httpx.Request:
-    """The GET of *target* sent to *address*: the name's Host, SNI and credentials kept."""
-    auth = httpx.BasicAuth(*target.auth) if target.auth is not None else None
-    headers = {"Host": target.host_header}
-    if accept is not None:
-        headers["Accept"] = accept
-    request = client.build_request(
-        "GET",
-        target.url_for(address),
-        headers=headers,
-        extensions={"sni_hostname": target.server_name},
-    )
-    if auth is not None:
-        request = next(auth.sync_auth_flow(request))
-    return request
 
 
 def download(
@@ -175,7 +148,7 @@ def download(
     with deadline(settings.crawl_total_timeout):
         try:
             return _follow(client, url, shown, store, settings, hop_guard)
-        except httpx.TimeoutException:
+        except TimeoutError:
             if not expired():
                 raise
             raise TransientError(
@@ -184,7 +157,7 @@ def download(
 
 
 def _follow(
-    client: httpx.Client,
+    client: Client,
     url: str,
     shown: str,
     store: ImageStore,
@@ -203,20 +176,15 @@ def _follow(
         guarded = hop_guard(first_host, target) if hop and hop_guard else nullcontext()
         with guarded:
             address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
-            response = client.send(request_for(client, target, address), stream=True)
-            try:
+            with client.get(target, address) as response:
                 if not response.is_redirect:
                     return _store(response, shown, store, settings)
                 current = urljoin(current, response.headers.get("location", ""))
-            finally:
-                response.close()
         target = parse_target(current)
     raise TaskError("too_many_redirects", f"more than {settings.crawl_max_redirects} redirects")
 
 
-def _store(
-    response: httpx.Response, url: str, store: ImageStore, settings: CelerySettings
-) -> Download:
+def _store(response: Response, url: str, store: ImageStore, settings: CelerySettings) -> Download:
     status = response.status_code
     if status >= 500 or status == 429:
         details: dict[str, object] = {"status_code": status}

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urljoin
 
-import httpx
 import redis
 from protego import Protego
 
+from pixcrawler.builder.client import Response
 from pixcrawler.builder.deadline import deadline
-from pixcrawler.builder.fetch import http_client, request_for, resolve_checked
+from pixcrawler.builder.fetch import http_client, resolve_checked
 from pixcrawler.builder.target import Target, bracketed, parse_target
 from pixcrawler.celery_core.config import CelerySettings
 from pixcrawler.celery_core.errors import TaskError
@@ -140,9 +140,7 @@ def fetch_robots(site: Site, settings: CelerySettings) -> tuple[State, bytes]:
         with deadline(settings.crawl_total_timeout):
             for _ in range(MAX_REDIRECTS + 1):
                 address = resolve_checked(target.host, target.port, settings.crawl_allowed_networks)
-                request = request_for(client, target, address, accept="text/plain, */*;q=0.5")
-                response = client.send(request, stream=True)
-                try:
+                with client.get(target, address, accept="text/plain, */*;q=0.5") as response:
                     if response.is_redirect:
                         hops += 1
                         current = urljoin(current, response.headers.get("location", ""))
@@ -156,9 +154,7 @@ def fetch_robots(site: Site, settings: CelerySettings) -> tuple[State, bytes]:
                         )  # no credentials from a Location header
                         continue
                     return _judge(response)
-                finally:
-                    response.close()
-    except (httpx.TransportError, OSError):
+    except OSError:  # refused, reset, timed out, a bad response (client.ProtocolError)
         return "unreachable", b""
     except TaskError as exc:
         if exc.retryable:  # a name lookup that may work later
@@ -169,7 +165,7 @@ def fetch_robots(site: Site, settings: CelerySettings) -> tuple[State, bytes]:
     return "absent", b""  # more redirects than the RFC asks to follow
 
 
-def _judge(response: httpx.Response) -> tuple[State, bytes]:
+def _judge(response: Response) -> tuple[State, bytes]:
     status = response.status_code
     if 200 <= status < 300:
         body = bytearray()

@@ -56,11 +56,6 @@ class Target:
         """Whom credentials were given for: they go to no other origin on a redirect."""
         return (self.scheme, self.host, self.port)
 
-    def url_for(self, address: str) -> str:
-        """The request URL with *address* (the checked IP) in place of the name."""
-        netloc = f"{bracketed(address)}:{self.port}"
-        return urlunsplit((self.scheme, netloc, self.path, "", ""))
-
 
 def bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host

@@ -18,7 +18,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import httpx
 import redis.exceptions
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
@@ -36,7 +35,6 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     socket.timeout,
-    httpx.TransportError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )

@@ -145,7 +145,8 @@ _LAST_DATE = datetime.max.replace(tzinfo=UTC)
 
 
 def _socket_seconds(value: float) -> float:
-    """redis-py and httpx pass these to ``socket.settimeout``, which has a ceiling."""
+    """redis-py and the crawler (builder/client.py) pass these to ``socket.settimeout``,
+    which has a ceiling."""
     try:
         with socket.socket() as probe:
             probe.settimeout(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -16,6 +17,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.harness import TlsFiles
 
 
 @dataclass
@@ -37,6 +42,9 @@ class Route:
     drip_part: str = "body"
     #: HTTP Basic credentials the route insists on (401 without them).
     auth: tuple[str, str] | None = None
+    #: Close a kept-alive connection after this response without saying so (as a server
+    #: does whose idle timeout ends just as the client reuses the connection).
+    hang_up: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(route.body)
+        if route.hang_up:
+            self.close_connection = True
 
     def _drip(self, route: Route, status: int) -> None:
         """The whole response byte by byte; the slow part sleeps between bytes."""
@@ -119,13 +129,31 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: pytest output is for failures."""
 
 
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
+
+
 class LoopbackHTTPServer(ThreadingHTTPServer):
+    """HTTP/1.0 (a connection per request) unless *keep_alive*; HTTPS with *tls*."""
+
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", keep_alive: bool = False, tls: TlsFiles | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, 0), _Handler)
+        super().__init__((host, 0), _KeepAliveHandler if keep_alive else _Handler)
         self.host = host
+        self.scheme = "http"
+        #: Connections accepted, and the TLS server names clients asked for (SNI).
+        self.connections = 0
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            context.sni_callback = self._sni
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self._routes: dict[str, Route] = {}
         self._hits: Counter[str] = Counter()
         self._seen: dict[str, list[dict[str, str]]] = {}
@@ -136,6 +164,15 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
         self._arrivals: dict[str, list[float]] = {}
+
+    def _sni(self, _conn: object, name: str | None, _context: object) -> None:
+        self.server_names.append(name)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        request = super().get_request()  # the TLS handshake too: a refused one raises
+        with self._lock:
+            self.connections += 1
+        return request
 
     def started(self, host: str) -> None:
         with self._lock:
@@ -159,7 +196,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     @property
     def host_header(self) -> str:
-        return self.base.removeprefix("http://")
+        return self.base.split("://", 1)[1]
 
     def put(self, path: str, route: Route) -> str:
         """Register *route* at exactly *path* (``/robots.txt``) and return its full URL."""
@@ -170,7 +207,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     @property
     def base(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.server_address[1]}"
+        return f"{self.scheme}://{host}:{self.server_address[1]}"
 
     @property
     def port(self) -> int:
@@ -218,8 +255,10 @@ def _path_of(url_or_path: str) -> str:
 
 
 @contextlib.contextmanager
-def serving(host: str = "127.0.0.1") -> Iterator[LoopbackHTTPServer]:
-    server = LoopbackHTTPServer(host)
+def serving(
+    host: str = "127.0.0.1", keep_alive: bool = False, tls: TlsFiles | None = None
+) -> Iterator[LoopbackHTTPServer]:
+    server = LoopbackHTTPServer(host, keep_alive, tls)
     thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
     thread.start()
     try:

@@ -7,11 +7,12 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import redis.exceptions
 from celery.exceptions import SoftTimeLimitExceeded
 
+from pixcrawler.builder.client import ProtocolError
+from pixcrawler.builder.deadline import DeadlinePassed
 from pixcrawler.builder.tasks import crawl_task
 from pixcrawler.celery_core.app import get_celery_app
 from pixcrawler.celery_core.base import ENVELOPE_SCHEMA, backoff_delay, classify, unwrap
@@ -45,8 +46,8 @@ def test_backoff_delay_grows_until_the_cap() -> None:
         (ConnectionError("refused"), "transient", True),
         (ConnectionResetError("reset"), "transient", True),
         (TimeoutError("slow"), "transient", True),
-        (httpx.ConnectError("refused"), "transient", True),
-        (httpx.ReadTimeout("slow"), "transient", True),
+        (ProtocolError("bad status line"), "transient", True),
+        (DeadlinePassed("total time limit"), "transient", True),
         (redis.exceptions.ConnectionError("gone"), "transient", True),
         (redis.exceptions.TimeoutError("slow"), "transient", True),
         (SoftTimeLimitExceeded(), "time_limit", False),

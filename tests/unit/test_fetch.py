@@ -16,7 +16,6 @@ from pixcrawler.builder.fetch import (
     download,
     http_client,
     is_forbidden,
-    request_for,
     resolve_checked,
     sniff,
 )
@@ -511,8 +510,8 @@ def test_an_internationalised_name_is_sent_as_its_a_label(
     )
     assert target.host == "xn--bcher-kva.example"
     client = http_client(settings)
-    response = client.send(request_for(client, target, "127.0.0.1"))
-    assert response.status_code == 200
+    with client.get(target, "127.0.0.1") as response:
+        assert response.status_code == 200
     [seen] = http.requests(url)
     assert seen["Host"] == f"xn--bcher-kva.example:{http.port}"
     assert seen["Authorization"].startswith("Basic ")
