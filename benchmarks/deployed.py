@@ -8,8 +8,8 @@ role's own ``worker.env.j2``; the command line is the ``ExecStart=`` of
 the ``PIXCRAWLER_CELERY_*`` settings are the package's defaults plus the prod
 environment's ``pixcrawler_settings`` (what the app role writes to pixcrawler.env), so
 events, client reuse and requeue on restart are what a prod host gets. The queues are
-the package's table (queues.py), one unit per queue per host (``systemd.yml`` starts
-``pixcrawler-worker@<queue>`` once for each).
+the package's table (queues.py); a host runs ``instances`` units of each (the queue's
+settings: ``pixcrawler-worker@<queue>``, then ``@<queue>-2`` ...; crawl one per core).
 
 Only what a benchmark host must differ in is replaced, by name: the celery executable
 (this venv's), the node name (unique per run) and, for the throughput task only, ``-I``.
@@ -37,8 +37,6 @@ UNIT = REPO / "systemd" / "pixcrawler-worker@.service"
 ROLE = "pixcrawler_workers"
 #: The environment whose settings the rows carry.
 ENV_FILE = REPO / "env" / "prod.yml"
-#: Units of one queue per host: systemd.yml enables pixcrawler-worker@<queue> once.
-INSTANCES = 1
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,9 @@ def queue_settings(queue: str, vcpus: int) -> dict[str, Any]:
 
 def worker_env(queue: str, vcpus: int) -> dict[str, str]:
     """worker-<queue>.env rendered from the role's template."""
-    text = render(ROLE, "worker.env.j2", queue=queue, settings=queue_settings(queue, vcpus))
+    text = render(
+        ROLE, "worker.env.j2", queue=queue, worker=queue, settings=queue_settings(queue, vcpus)
+    )
     return _env_file(text)
 
 
@@ -161,7 +161,7 @@ def deployed(queue: str, vcpus: int | None = None) -> DeployedQueue:
         argv=argv[1:],
         worker_env=wenv,
         settings=settings,
-        instances=INSTANCES,
+        instances=int(queue_settings(queue, cpus)["instances"]),
         events=_flag(settings, "enable_monitoring"),
         client_reuse=_flag(settings, "redis_client_reuse"),
         requeue_on_restart=_flag(settings, "requeue_on_restart"),

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, chain
 from celery.result import AsyncResult
 
 from pixcrawler.builder.robots import MAX_BYTES
+from pixcrawler.builder.tasks import MAX_DEFERRALS
 from pixcrawler.celery_core.errors import TaskError
 from tests.support import images
 from tests.support.harness import RedisServer, Worker, client_app, settings_env
@@ -315,6 +316,55 @@ def test_a_task_waiting_on_a_busy_site_is_deferred_without_spending_retries(
         assert f"event=task_deferred task=builder.tasks.crawl_task task_id={result.id}" in (
             crawl_worker.log()
         )
+
+
+def test_past_the_deferral_cap_a_busy_site_spends_retries_instead(
+    app: Celery, crawl_worker: Worker
+) -> None:
+    """At MAX_DEFERRALS turns a task defers no more: the URLs still waiting on their busy
+    site are ``site_busy`` (retryable), so they are retried, spending TASK_MAX_RETRIES,
+    and the task ends instead of coming back for ever."""
+    with site(robots_txt("User-agent: *\nCrawl-delay: 1.5\n")) as server:
+        urls = _images(server, 4, "capped")
+        result = app.send_task(
+            "builder.tasks.crawl_task", args=[urls], kwargs={"_deferrals": MAX_DEFERRALS}
+        )
+        envelope = result.get(timeout=TIMEOUT)
+        data = envelope["data"]
+        assert data["deferrals"] == MAX_DEFERRALS
+        assert envelope["retries"] >= 1
+        assert all(o["status"] == "ok" or o["error"] == "site_busy" for o in data["outcomes"])
+        assert [server.hits(u) for u in urls] == [o["status"] == "ok" for o in data["outcomes"]]
+        assert f"event=task_deferred task=builder.tasks.crawl_task task_id={result.id}" not in (
+            crawl_worker.log()
+        )
+
+
+def test_a_deferred_crawl_still_hands_its_files_to_the_chained_validation(
+    app: Celery, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A deferral is Celery's retry with the same task id: the chain's next task runs
+    once, on the files of the turn that finished."""
+    validator = Worker(env, "validation", logdir=tmp_path, pool="threads", concurrency=2)
+    validator.start()
+    try:
+        with site(robots_txt("User-agent: *\nCrawl-delay: 1.5\n")) as server:
+            urls = _images(server, 3, "chained")
+            workflow = chain(
+                app.signature("builder.tasks.crawl_task", args=[urls]),
+                app.signature("validator.tasks.validate_task"),
+            )
+            result = workflow.apply_async()
+            validated = result.get(timeout=TIMEOUT)
+            assert validated["task"] == "validator.tasks.validate_task"
+            assert len(validated["data"]["valid"]) == 3
+            assert isinstance(result.parent, AsyncResult)
+            crawled = result.parent.get(timeout=TIMEOUT)
+            assert crawled["data"]["deferrals"] >= 1
+            assert validator.log().count("event=task_succeeded") == 1
+    finally:
+        validator.stop()
+        validator.kill()
 
 
 def test_exempt_hosts_skip_robots_and_limits_and_say_so(app: Celery, crawl_worker: Worker) -> None:

@@ -40,7 +40,7 @@ ROLE = "pixcrawler_workers"
 def role_settings(queue: str) -> dict[str, Any]:
     """fallback | queue_defaults[queue], as the role's tasks/main.yml combines them."""
     tasks = yaml.safe_load((ROLES / ROLE / "tasks" / "main.yml").read_text())
-    combine = next(t for t in tasks if t.get("ansible.builtin.template", {}).get("src"))
+    combine = next(t for t in tasks if "settings" in (t.get("vars") or {}) and "loop" in t)
     expression = combine["vars"]["settings"]
     assert "pixcrawler_workers_fallback | combine(pixcrawler_workers_queue_defaults[queue]" in (
         " ".join(expression.split())
@@ -56,7 +56,8 @@ def role_settings(queue: str) -> dict[str, Any]:
 
 def installed(queue: str) -> dict[str, Any]:
     """What a prod host runs for *queue*: command line, settings, units."""
-    text = render(ROLE, "worker.env.j2", queue=queue, settings=role_settings(queue))
+    settings = role_settings(queue)
+    text = render(ROLE, "worker.env.j2", queue=queue, worker=queue, settings=settings)
     worker_env = {
         k: shlex.split(v)[0]
         for k, _, v in (
@@ -75,7 +76,7 @@ def installed(queue: str) -> dict[str, Any]:
 
     return {
         "argv": argv[1:],
-        "instances": len(re.findall(r"pixcrawler-worker@\{\{ queue \}\}", systemd_tasks())),
+        "instances": int(settings["instances"]) * systemd_starts(),
         "events": flag("enable_monitoring"),
         "client_reuse": flag("redis_client_reuse"),
         "requeue_on_restart": flag("requeue_on_restart"),
@@ -85,11 +86,13 @@ def installed(queue: str) -> dict[str, Any]:
     }
 
 
-def systemd_tasks() -> str:
-    """The start task of systemd.yml (one pixcrawler-worker@<queue> per queue)."""
+def systemd_starts() -> int:
+    """Units systemd.yml starts per wanted worker name (one pixcrawler-worker@<name> each)."""
     tasks = yaml.safe_load((ROLES / ROLE / "tasks" / "systemd.yml").read_text())
     start = next(t for t in tasks if t["name"] == "Enable and start the workers")
-    return str(start["ansible.builtin.systemd_service"]["name"])
+    assert start["loop"] == "{{ pixcrawler_workers_wanted }}"
+    unit = start["ansible.builtin.systemd_service"]["name"]
+    return len(re.findall(r"pixcrawler-worker@\{\{ worker \}\}", unit))
 
 
 def drift(profile: Profile, queue: str) -> list[str]:
@@ -159,7 +162,8 @@ def test_drift_is_caught() -> None:
     assert any(
         "concurrency" in p for p in drift(dataclasses.replace(crawl, concurrency=32), "crawl")
     )
-    assert any("instances" in p for p in drift(dataclasses.replace(crawl, instances=2), "crawl"))
+    more = dataclasses.replace(crawl, instances=crawl.instances + 1)
+    assert any("instances" in p for p in drift(more, "crawl"))
     no_reuse = dataclasses.replace(crawl.deployed, client_reuse=False)
     assert any(
         "client_reuse" in p for p in drift(dataclasses.replace(crawl, deployed=no_reuse), "crawl")

@@ -146,11 +146,12 @@ def test_worker_command_line_takes_every_queue_setting_from_env() -> None:
     exec_start = one(unit, "Service", "ExecStart")
     argv = exec_start.split()
     assert argv[:5] == [CELERY, "-A", "pixcrawler.celery_core.app", "worker", "-Q"]
-    assert argv[5] == "%i"
+    assert argv[5] == "${CELERY_QUEUE}"  # worker-%i.env names the queue; defaults to %i
     assert "-n" in argv
     assert argv[argv.index("-n") + 1] == "%i@%H"
     referenced = set(re.findall(r"\$\{(\w+)\}", exec_start))
     contract = {
+        "CELERY_QUEUE",
         "CELERY_POOL",
         "CELERY_CONCURRENCY",
         "CELERY_PREFETCH_MULTIPLIER",
@@ -331,7 +332,7 @@ def supervisor_program(role: str, queue: str = "crawl") -> dict[str, object]:
         for t in tasks
         if "ansible.builtin.include_role" in t
     )
-    values = {**role_vars(role), "queue": queue}
+    values = {**role_vars(role), "queue": queue, "worker": queue}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)  # noqa: S701 - not HTML
 
     def render(value: object) -> object:
@@ -389,7 +390,9 @@ def test_unit_defaults_are_the_roles_defaults() -> None:
     worker = env_defaults(load(WORKER))
     fallback = role_vars("pixcrawler_workers")["pixcrawler_workers_fallback"]
     for key, value in fallback.items():
-        assert worker[f"CELERY_{key.upper()}"] == str(value), key
+        if key != "instances":  # how many units the role starts, not a worker setting
+            assert worker[f"CELERY_{key.upper()}"] == str(value), key
+    assert worker["CELERY_QUEUE"] == "%i"  # the first worker of a queue is named after it
     flower = env_defaults(load(FLOWER))
     flower_vars = role_vars("pixcrawler_flower")
     assert flower["FLOWER_ADDRESS"] == flower_vars["pixcrawler_flower_address"]
