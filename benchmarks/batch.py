@@ -27,6 +27,10 @@ class BatchResult:
     rss_kib: int
     pss_kib: int
     processes: int
+    #: The per-site row's server counts (polite.py): the most in flight at one site, and
+    #: the limit it was held to.
+    site_most: int | None = None
+    site_limit: int | None = None
 
     @property
     def rate(self) -> float:

@@ -185,6 +185,8 @@ def polite_row(bench: Bench, sites: Sites, first: int, n: int) -> BatchResult:
         f"; the sites counted at most {measured.max_in_flight} in flight per site "
         f"(limit {measured.limit}, {measured.min_delay} s apart)"
     )
+    measured.result.site_most = measured.max_in_flight
+    measured.result.site_limit = measured.limit
     return measured.result
 
 

@@ -252,6 +252,7 @@ def figures(data: Report) -> notes.Figures:
             * notes.batch_concurrency(),
         },
         crawl_processes={c.label: _processes(c.profile) for c in CRAWL_CASES},
+        polite=_polite(data),
         seed_processes=CRAWL_CASES[0].profile.concurrency,
         crawl_per_task=CRAWL_CASES[2].per_task,
         crawl_profile=data.crawl_profile,
@@ -272,6 +273,15 @@ def figures(data: Report) -> notes.Figures:
             for before, batch, after in data.validation_pairs
         ],
     )
+
+
+def _polite(data: Report) -> tuple[str, float, int, int] | None:
+    rows = [r for r in data.crawl if r.site_most is not None and r.site_limit is not None]
+    if not rows:
+        return None
+    label = rows[0].label
+    most = max(r.site_most or 0 for r in rows)
+    return label, _rate(data.crawl, label), most, rows[0].site_limit or 0
 
 
 def ceilings(data: Report) -> list[Ceiling]:
