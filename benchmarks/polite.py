@@ -35,18 +35,29 @@ def site_address(site: int) -> str:
 
 
 class _CountingHandler(_Handler):
+    """A request is in flight from its arrival until its answer is sent. Counting until
+    the handler returns instead let the next request (the client's, once it had the whole
+    answer) arrive before this thread ran its last lines: one more than the client held."""
+
     server: _CountingServer
+    _counted = False
 
     def do_GET(self) -> None:
         server = self.server
         with server.lock:
             server.in_flight += 1
             server.most = max(server.most, server.in_flight)
+        self._counted = True
         try:
             super().do_GET()
         finally:
-            with server.lock:
-                server.in_flight -= 1
+            self.answered()
+
+    def answered(self) -> None:
+        if self._counted:
+            self._counted = False
+            with self.server.lock:
+                self.server.in_flight -= 1
 
 
 class _CountingServer(_Server):
