@@ -302,7 +302,8 @@ def crawl_profile_table(f: Figures) -> list[str]:
     many = _med([cpu for _, cpu in p.many]) if p.many else None
     if many is not None:
         lines.append(
-            f"| {p.in_flight} downloads in flight in one process, no Celery "
+            f"| one worker process's share of the batch row, {p.in_flight} downloads in "
+            "flight, no Celery "
             f"({many:.2f} - {p.plain_ms:.2f}) | {many - p.plain_ms:.2f} | |"
         )
     base, what = (many, "Celery") if many is not None else (p.plain_ms, "Celery and threads")
@@ -343,8 +344,9 @@ def crawl_profile_note(f: Figures) -> str:
         )
     if p.many:
         text += (
-            f" Side by side, the crawl code as the batch row's tasks run it ({p.in_flight} "
-            f"downloads in flight in one process, the {f.delay_ms:.0f} ms server, no Celery) "
+            " Side by side, the crawl code as one of the batch row's worker processes runs "
+            f"its share ({p.in_flight} downloads in flight, the {f.delay_ms:.0f} ms server, "
+            "no Celery) "
             f"fetched {_med([r for r, _ in p.many]):,.0f} images/s (rounds: "
             f"{', '.join(f'{r:,.0f}' for r, _ in p.many)}) at "
             f"{_med([c for _, c in p.many]):.2f} ms of CPU per image."

@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 crawl.append(polite_row(bench, sites, first, n_crawl))  # benchmarks/polite.py
                 first += n_crawl + 400
                 _say(f"(c) round {r + 1}: {crawl[-1].label}: {crawl[-1].rate:.0f} images/s")
-            # The batch row's tasks at once in this process, without Celery.
-            tasks = n_crawl // BATCH
+            # One of the batch row's worker processes, without Celery: its share of the
+            # row's tasks at once in this process (the row spreads them over every unit).
+            tasks = max(1, n_crawl // BATCH // CRAWL_CASES[-1].profile.instances)
             _say(f"(c) {tasks} batches of {BATCH} at once in this process, no Celery")
             many = many_in_flight(base, bench.root / "many-store", first, tasks, BATCH, 2)
         data.crawl = crawl
