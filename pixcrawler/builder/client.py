@@ -47,27 +47,18 @@ class _Socket(socket.socket):
 
     op_timeout: float | None = None
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
         self.settimeout(clamp(self.op_timeout))
-        return super().recv_into(buffer, nbytes, flags)
+        return super().recv_into(*args, **kwargs)
 
-    def sendall(self, data: Any, flags: int = 0) -> None:
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
         self.settimeout(clamp(self.op_timeout))
-        super().sendall(data, flags)
+        super().sendall(*args, **kwargs)
 
 
-class _TLSSocket(ssl.SSLSocket):
-    """The same bound over TLS (the context's ``sslsocket_class``)."""
-
-    op_timeout: float | None = None
-
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        self.settimeout(clamp(self.op_timeout))
-        return super().recv_into(buffer, nbytes, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        self.settimeout(clamp(self.op_timeout))
-        super().sendall(data, flags)
+class _TLSSocket(_Socket, ssl.SSLSocket):
+    """The same bound over TLS (the context's ``sslsocket_class``): _Socket's methods
+    come first, then SSLSocket's read and write through the TLS layer."""
 
 
 def tls_context() -> ssl.SSLContext:
@@ -193,8 +184,7 @@ class Client:
             conn = self._open(key)
         try:
             raw = self._exchange(conn, target.path, headers)
-        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
-            conn.close()
+        except (ConnectionResetError, BrokenPipeError):  # RemoteDisconnected is one too
             if not reused:
                 raise
             # The server closed the idle connection as we reused it; a GET is safe to
@@ -209,14 +199,12 @@ class Client:
         try:
             conn.request("GET", path, headers=headers)
             return conn.getresponse()
-        except (ConnectionError, TimeoutError):
+        except BaseException as exc:
             conn.close()
-            raise
-        except http.client.HTTPException as exc:
-            conn.close()
-            raise ProtocolError(f"bad response from the server: {exc!r}") from None
-        except BaseException:
-            conn.close()
+            # RemoteDisconnected is an HTTPException and a ConnectionResetError: it stays
+            # itself, so that get() sends the request again on a new connection.
+            if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
+                raise ProtocolError(f"bad response from the server: {exc!r}") from None
             raise
 
     def _open(self, key: Key) -> _Connection:
